@@ -1,0 +1,8 @@
+//! sipring: a thread-per-core stateful SIP proxy cluster.
+//!
+//! The sans-IO protocol core (transactions, proxy logic, registrar) lives in
+//! modules that never touch a socket or read a clock; the glommio shell and
+//! the storage thread drive it. See `docs/architecture.md`.
+
+pub mod engine;
+pub mod time;
