@@ -16,7 +16,9 @@
 //! come straight back to it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use crate::counters::CoreCounters;
 use crate::time::Instant;
 
 /// Index of a core (shard) within one sipring process.
@@ -94,6 +96,12 @@ pub struct Transmit {
     pub dest: Peer,
     /// Number of bytes written at the start of the output buffer.
     pub len: usize,
+    /// For UDP: which of this core's sockets sends it. Requests the engine
+    /// forwards or originates go out of `Private` (the port in its Via, so
+    /// rport responses come back to this core); a response goes out of the
+    /// listener its request arrived on (`Received::listener`). Ignored for
+    /// TCP, where the connection decides.
+    pub source: Listener,
 }
 
 /// A connection-level fact the shell reports to the engine.
@@ -129,6 +137,31 @@ pub enum Reply {
     },
 }
 
+/// What the shell tells an engine about its core when it builds it: the shell
+/// calls the factory `Fn(CoreContext) -> E` once per core, on that core's
+/// thread (so `E` need not be `Send`).
+#[derive(Clone, Debug)]
+pub struct CoreContext {
+    /// This core.
+    pub core: CoreId,
+    /// Number of cores in this process (the `cores` argument of `owner_core`).
+    pub cores: CoreId,
+    /// The public UDP socket's address (shared by all cores), if UDP is on.
+    pub public_udp: Option<SocketAddr>,
+    /// The public TCP listener's address (shared by all cores), if TCP is on.
+    pub public_tcp: Option<SocketAddr>,
+    /// This core's private UDP address (`private_base + core`), if UDP is on.
+    pub private_udp: Option<SocketAddr>,
+    /// This core's private TCP address (same port), if TCP is on.
+    pub private_tcp: Option<SocketAddr>,
+    /// The host to write into Via sent-by and Record-Route: the configured
+    /// `advertise` address, else the listen IP when it is not a wildcard, else
+    /// the domain.
+    pub advertised_host: String,
+    /// This core's counters: the engine's metrics sink (see `crate::counters`).
+    pub counters: Arc<CoreCounters>,
+}
+
 /// One core's sans-IO protocol engine, driven by the shell.
 pub trait Engine {
     /// A message arrived on one of this core's sockets.
@@ -156,6 +189,20 @@ pub trait Engine {
 
     /// The next request for the shell, if any.
     fn poll_request(&mut self) -> Option<Request>;
+
+    /// Shutdown has begun (SIGINT/SIGTERM): from now on take no new
+    /// transactions (answer new requests 503 or drop them, counting
+    /// `DropReason::Draining`), but finish those in flight. The shell keeps
+    /// feeding messages and timers until `is_idle` or its drain bound.
+    fn drain(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// No transaction is in flight, so the process may exit. Checked by the
+    /// shell after `drain`. The default (always idle) suits stateless engines.
+    fn is_idle(&self) -> bool {
+        true
+    }
 }
 
 /// The core that owns a key (a Call-ID), given the key's 64-bit ring id and
