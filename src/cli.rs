@@ -1,0 +1,115 @@
+//! The `sipring` command line (clap). `main.rs` dispatches on [`Command`];
+//! a new subcommand (e.g. `sipring user add|del|list|passwd`) is a new
+//! variant here and a new arm there.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+
+/// sipring: a thread-per-core SIP proxy cluster on io_uring.
+#[derive(Debug, Parser)]
+#[command(name = "sipring", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy until SIGINT/SIGTERM (logs to stderr; RUST_LOG filters).
+    Serve(ServeArgs),
+}
+
+/// `sipring serve` options; each overrides the config file's value.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Public SIP address, UDP and TCP [default: 0.0.0.0:5060].
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Number of cores (executors) [default: all].
+    #[arg(long, value_name = "N")]
+    pub cores: Option<u16>,
+    /// Send every request to this next hop.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub forward_to: Option<String>,
+    /// Serve Prometheus metrics at http://IP:PORT/metrics.
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// The SIP domain served [default: the host name].
+    #[arg(long, value_name = "D")]
+    pub domain: Option<String>,
+    /// Directory for the embedded store [default: ./sipring-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Run a blind UDP relay to --forward-to instead of the proxy (a
+    /// benchmark baseline that measures the shell alone).
+    #[arg(long, requires = "forward_to")]
+    pub relay: bool,
+}
+
+impl ServeArgs {
+    /// The configuration: the file (or the defaults), then these flags.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::from_toml("", Path::new("<defaults>"))?,
+        };
+        if let Some(l) = self.listen {
+            c.server.listen = l;
+        }
+        if let Some(n) = self.cores {
+            c.server.cores = n;
+        }
+        if let Some(f) = &self.forward_to {
+            c.proxy.forward_to = Some(f.clone());
+        }
+        if let Some(m) = self.metrics {
+            c.metrics.listen = Some(m);
+        }
+        if let Some(d) = &self.domain {
+            c.server.domain = Some(d.clone());
+        }
+        if let Some(d) = &self.data_dir {
+            c.server.data_dir = d.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let cli = Cli::try_parse_from([
+            "sipring",
+            "serve",
+            "--listen",
+            "127.0.0.1:5070",
+            "--cores",
+            "1",
+            "--forward-to",
+            "127.0.0.1:5080",
+            "--domain",
+            "example.org",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        let c = args.load_config().unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(c.server.cores, 1);
+        assert_eq!(c.proxy.forward_to.as_deref(), Some("127.0.0.1:5080"));
+        assert_eq!(c.effective_domain(), "example.org");
+        assert!(Cli::try_parse_from(["sipring", "serve", "--relay"]).is_err());
+    }
+}

@@ -1,0 +1,362 @@
+//! The TOML configuration of `sipring serve`.
+//!
+//! Every section is a struct with `#[serde(default)]`, so an empty file (or no
+//! file) gives a working single-node proxy, and unknown keys are errors (a
+//! typo must not be silently ignored). Command-line flags override the file
+//! (`crate::cli`). Every option is documented in docs/configuration.md; a
+//! part that needs options adds its own section struct here and a field in
+//! [`Config`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Addresses, cores, identity.
+    pub server: ServerConfig,
+    /// Routing of the proxy.
+    pub proxy: ProxyConfig,
+    /// UDP and the per-core event loop.
+    pub udp: UdpConfig,
+    /// TCP transport (RFC 3261 §18).
+    pub tcp: TcpConfig,
+    /// DNS resolution off the packet path.
+    pub dns: DnsConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// The transports sipring serves.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportName {
+    /// RFC 3261 §18 over UDP.
+    Udp,
+    /// RFC 3261 §18 over TCP.
+    Tcp,
+}
+
+/// `[server]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The public SIP address every core binds with SO_REUSEPORT.
+    pub listen: SocketAddr,
+    /// Transports to serve on `listen` and on the private ports.
+    pub transports: Vec<TransportName>,
+    /// Number of cores (executors); 0 means one per CPU this process may use.
+    pub cores: u16,
+    /// Pin each executor to its own CPU.
+    pub pin: bool,
+    /// Core `i` binds private port `private_base + i`; 0 means listen port + 1.
+    pub private_base: u16,
+    /// Host written into Via and Record-Route; default: the listen IP when it
+    /// is not a wildcard, else `domain`.
+    pub advertise: Option<String>,
+    /// The SIP domain this node serves; default: the host name.
+    pub domain: Option<String>,
+    /// Where the embedded store and other state live.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060),
+            transports: vec![TransportName::Udp, TransportName::Tcp],
+            cores: 0,
+            pin: true,
+            private_base: 0,
+            advertise: None,
+            domain: None,
+            data_dir: PathBuf::from("./sipring-data"),
+        }
+    }
+}
+
+/// `[proxy]`
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Next hop for every request (`HOST:PORT`); unset: route by Request-URI.
+    pub forward_to: Option<String>,
+}
+
+/// `[udp]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UdpConfig {
+    /// SO_RCVBUF of each UDP socket, bytes (0: the kernel default).
+    pub recv_buffer: usize,
+    /// SO_SNDBUF of each UDP socket, bytes (0: the kernel default).
+    pub send_buffer: usize,
+    /// Most datagrams read from one socket per wake-up before the core moves
+    /// on (fairness between sockets, timers and hand-offs).
+    pub recv_batch: usize,
+    /// Largest message accepted or sent, bytes (larger ones are dropped and
+    /// counted; RFC 3261 §18.1.1 sends big requests over TCP).
+    pub max_message_size: usize,
+    /// While busy, wait this long after a batch before reading again, so the
+    /// next wake-up finds several datagrams (0: wake per datagram). Trades up
+    /// to this much latency for fewer wake-ups; see BENCHMARKS.md.
+    pub batch_interval_us: u64,
+    /// glommio `spin_before_park`: spin this long before sleeping (0: never).
+    /// Lowers latency, costs CPU.
+    pub spin_before_park_us: u64,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            recv_batch: 64,
+            max_message_size: 65_535,
+            batch_interval_us: 0,
+            spin_before_park_us: 0,
+        }
+    }
+}
+
+/// `[tcp]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpConfig {
+    /// Most open connections per core (accepted plus opened); more are refused.
+    pub max_connections_per_core: usize,
+    /// Close a connection idle this long, seconds.
+    pub idle_timeout_secs: u64,
+    /// Give up an outbound connect after this long, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Close a connection whose unsent output exceeds this many bytes.
+    pub max_pending_output: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_connections_per_core: 10_000,
+            idle_timeout_secs: 600,
+            connect_timeout_ms: 2_000,
+            max_pending_output: 4 << 20,
+        }
+    }
+}
+
+/// `[dns]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Keep a resolved name this long, seconds.
+    pub cache_ttl_secs: u64,
+    /// Keep a failed lookup this long, seconds.
+    pub negative_ttl_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            cache_ttl_secs: 60,
+            negative_ttl_secs: 5,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `http://LISTEN/metrics`; unset: off.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[shutdown]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// After SIGINT/SIGTERM, wait at most this long for in-flight
+    /// transactions, milliseconds.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML for this schema.
+    Parse(PathBuf, String),
+    /// A value is out of range.
+    Invalid(String),
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read {}: {e}", p.display()),
+            ConfigError::Parse(p, e) => write!(f, "{}: {e}", p.display()),
+            ConfigError::Invalid(e) => write!(f, "invalid configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parse a configuration from TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(origin.to_path_buf(), e.to_string()))
+    }
+
+    /// Load a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Check values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.server.transports.is_empty() {
+            return bad("server.transports is empty");
+        }
+        if self.udp.recv_batch == 0 {
+            return bad("udp.recv_batch must be at least 1");
+        }
+        if self.udp.max_message_size < 1_300 || self.udp.max_message_size > 65_535 {
+            return bad("udp.max_message_size must be within 1300..=65535");
+        }
+        if self.tcp.max_connections_per_core == 0 {
+            return bad("tcp.max_connections_per_core must be at least 1");
+        }
+        if self.tcp.idle_timeout_secs == 0 {
+            return bad("tcp.idle_timeout_secs must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Whether `t` is served.
+    pub fn serves(&self, t: TransportName) -> bool {
+        self.server.transports.contains(&t)
+    }
+
+    /// The number of cores to run: `server.cores`, or every CPU this process
+    /// may use when it is 0.
+    pub fn effective_cores(&self) -> u16 {
+        if self.server.cores > 0 {
+            return self.server.cores;
+        }
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        u16::try_from(n).unwrap_or(u16::MAX)
+    }
+
+    /// The first private port: `server.private_base`, or listen port + 1.
+    pub fn effective_private_base(&self) -> u16 {
+        if self.server.private_base != 0 {
+            self.server.private_base
+        } else if self.server.listen.port() == 0 {
+            0
+        } else {
+            self.server.listen.port().saturating_add(1)
+        }
+    }
+
+    /// The domain: `server.domain`, else the host name, else "localhost".
+    pub fn effective_domain(&self) -> String {
+        if let Some(d) = &self.server.domain {
+            return d.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    }
+
+    /// The host written into Via and Record-Route.
+    pub fn advertised_host(&self) -> String {
+        if let Some(a) = &self.server.advertise {
+            return a.clone();
+        }
+        let ip = self.server.listen.ip();
+        if !ip.is_unspecified() {
+            return match ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+        }
+        self.effective_domain()
+    }
+
+    /// `tcp.idle_timeout_secs` as a duration.
+    pub fn tcp_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.tcp.idle_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        let c = Config::from_toml("", Path::new("t.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.listen, "0.0.0.0:5060".parse().unwrap());
+        assert!(c.serves(TransportName::Udp) && c.serves(TransportName::Tcp));
+        assert_eq!(c.effective_private_base(), 5061);
+        assert_eq!(c.server.data_dir, PathBuf::from("./sipring-data"));
+        c.validate().unwrap();
+        assert!(c.effective_cores() >= 1);
+    }
+
+    #[test]
+    fn sections_parse_and_unknown_keys_are_errors() {
+        let text = r#"
+            [server]
+            listen = "127.0.0.1:5080"
+            cores = 2
+            transports = ["udp"]
+            domain = "example.com"
+            [proxy]
+            forward_to = "10.0.0.1:5060"
+            [tcp]
+            idle_timeout_secs = 30
+        "#;
+        let c = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.server.cores, 2);
+        assert_eq!(c.effective_private_base(), 5081);
+        assert_eq!(c.proxy.forward_to.as_deref(), Some("10.0.0.1:5060"));
+        assert_eq!(c.advertised_host(), "127.0.0.1");
+        assert_eq!(c.effective_domain(), "example.com");
+        assert!(!c.serves(TransportName::Tcp));
+        let err = Config::from_toml("[server]\nlisten_on = 1", Path::new("t.toml"));
+        assert!(matches!(err, Err(ConfigError::Parse(..))));
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        let mut c = Config::default();
+        c.udp.recv_batch = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.server.transports.clear();
+        assert!(c.validate().is_err());
+    }
+}
