@@ -4,5 +4,11 @@
 //! modules that never touch a socket or read a clock; the glommio shell and
 //! the storage thread drive it. See `docs/architecture.md`.
 
+pub mod cli;
+pub mod config;
+pub mod counters;
 pub mod engine;
+pub mod metrics;
+pub mod relay;
+pub mod shell;
 pub mod time;
