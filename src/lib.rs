@@ -12,3 +12,5 @@ pub mod metrics;
 pub mod relay;
 pub mod shell;
 pub mod time;
+pub mod timer;
+pub mod transaction;
