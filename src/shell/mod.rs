@@ -370,9 +370,13 @@ where
             ready: ready_tx.clone(),
         };
         let factory = factory.clone();
-        let builder = glommio::LocalExecutorBuilder::new(placement)
-            .name(&format!("sipring-core-{core}"))
-            .spin_before_park(Duration::from_micros(config.udp.spin_before_park_us));
+        let mut builder =
+            glommio::LocalExecutorBuilder::new(placement).name(&format!("sipring-core-{core}"));
+        // Some(0) is not None to glommio: set it only when asked for.
+        if config.udp.spin_before_park_us > 0 {
+            builder =
+                builder.spin_before_park(Duration::from_micros(config.udp.spin_before_park_us));
+        }
         let handle = builder
             .spawn(move || async move { tasks::run_core(setup, move |ctx| factory(ctx)).await })
             .map_err(|e| io::Error::other(format!("starting core {core}: {e}")))?;

@@ -6,6 +6,7 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
@@ -187,8 +188,9 @@ fn run_spawns<E: Engine + 'static>(core: &Shared<E>) {
     }
 }
 
-/// Receive loop of one UDP socket: wait with glommio for the first datagram,
-/// then take up to `recv_batch - 1` more without waiting, then flush once.
+/// Receive loop of one UDP socket: wait with glommio for a datagram; if it
+/// was already queued, take up to `recv_batch - 1` more without waiting;
+/// then flush once.
 async fn udp_loop<E: Engine + 'static>(core: Shared<E>, which: Listener, sock: UdpSocket) {
     let fd = sock.as_raw_fd();
     let (batch, interval, max) = {
@@ -203,7 +205,18 @@ async fn udp_loop<E: Engine + 'static>(core: Shared<E>, which: Listener, sock: U
     // message so that oversize datagrams are seen (and counted) as such.
     let mut buf = vec![0u8; max + 1];
     loop {
-        let first = sock.recv_from(&mut buf).await;
+        // Poll once by hand: a datagram that was already queued (glommio's
+        // non-blocking first try succeeded) means load, so more are likely
+        // queued too and worth a drain; one that needed an io_uring wait
+        // means the socket is now empty, and a drain would only cost an
+        // EAGAIN syscall.
+        let (first, queued) = {
+            let mut fut = pin!(sock.recv_from(&mut buf));
+            match future::poll_once(fut.as_mut()).await {
+                Some(r) => (r, true),
+                None => (fut.await, false),
+            }
+        };
         let t0 = std::time::Instant::now();
         {
             let mut c = core.borrow_mut();
@@ -213,7 +226,7 @@ async fn udp_loop<E: Engine + 'static>(core: Shared<E>, which: Listener, sock: U
                 Ok((n, from)) => c.on_datagram(which, &buf[..n], from),
                 Err(e) => tracing::debug!(core = c.id, "udp receive: {e}"),
             }
-            for _ in 1..batch {
+            for _ in 1..if queued { batch } else { 1 } {
                 match net::udp_recv(fd, &mut buf) {
                     Ok(Some((n, from))) => c.on_datagram(which, &buf[..n], from),
                     Ok(None) => break,
