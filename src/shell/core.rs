@@ -140,7 +140,6 @@ pub(crate) struct Core<E> {
     pub(crate) armed: Option<Instant>,
     pub(crate) dns: super::dns::DnsCache,
     pub(crate) spawns: Vec<Spawn>,
-    pub(crate) draining: bool,
 }
 
 impl<E> std::fmt::Debug for Core<E> {
@@ -185,7 +184,6 @@ impl<E: Engine> Core<E> {
             armed: None,
             dns,
             spawns: Vec::new(),
-            draining: false,
             tuning,
         }
     }
@@ -529,10 +527,9 @@ impl<E: Engine> Core<E> {
             self.write_conn(id, bytes);
             return;
         }
-        if self.draining {
-            self.counters.drop_msg(DropReason::Draining);
-            return;
-        }
+        // While draining, in-flight transactions may still need a new
+        // connection (a response whose connection closed): the engine, not
+        // the shell, refuses new work.
         if self.conns.len() >= self.tuning.max_connections {
             self.counters.drop_msg(DropReason::ConnectionLimit);
             return;

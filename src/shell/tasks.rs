@@ -424,7 +424,6 @@ async fn housekeeping<E: Engine + 'static>(
         }
         if drain_deadline.is_none() && stop.load(Ordering::Relaxed) {
             tracing::info!(core = c.id, "draining");
-            c.draining = true;
             let now = c.clock.now();
             c.engine.drain(now);
             c.flush();
