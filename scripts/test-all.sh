@@ -12,4 +12,16 @@ export SIPRING_REQUIRE_SIPP=1
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# A real single-node Cassandra for the Cassandra backend's tests: jars fetched
+# from Maven Central on the first run (scripts/cassandra/fetch.sh), started
+# here (idempotently) and always stopped on exit. Those tests fail, rather than
+# skip, when it does not answer.
+trap 'scripts/cassandra/stop.sh' EXIT
+scripts/cassandra/start.sh
+export SIPRING_REQUIRE_CASSANDRA=1
+# The node is ours: the outage test may stop and restart it.
+export SIPRING_CASSANDRA_MANAGED=1
+export SIPRING_CASSANDRA="${SIPRING_CASSANDRA_HOST:-127.0.0.1}:${SIPRING_CASSANDRA_PORT:-9042}"
+
 cargo test --workspace --locked
