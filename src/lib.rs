@@ -11,6 +11,7 @@ pub mod engine;
 pub mod metrics;
 pub mod relay;
 pub mod shell;
+pub mod store;
 pub mod time;
 pub mod timer;
 pub mod transaction;

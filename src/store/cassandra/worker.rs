@@ -1,0 +1,307 @@
+//! The storage thread: a current-thread tokio runtime that owns the scylla
+//! session. It receives jobs (user, binding, proxy requests) and each core's
+//! queue of dialog flushes over channels; each job runs as its own task;
+//! each core's flushes are written in order by one task per core.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::client::{self, Client, SharedClient};
+use super::config::CassandraConfig;
+use super::model::DialogMutation;
+use super::{StoreError, StoreStats};
+
+/// A request to run on the storage thread.
+pub(crate) type Job =
+    Box<dyn FnOnce(SharedClient) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What the storage thread receives.
+pub(crate) enum Msg {
+    /// Run this.
+    Job(Job),
+    /// A core's dialog queue: write its flushes.
+    Core {
+        core: u16,
+        rx: mpsc::Receiver<Vec<DialogMutation>>,
+    },
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Msg::Job(_) => f.write_str("Job"),
+            Msg::Core { core, .. } => write!(f, "Core({core})"),
+        }
+    }
+}
+
+/// How long the storage thread keeps writing queued dialog flushes after
+/// every handle is gone.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Starts the thread; returns once it is connected (or failed to).
+pub(crate) fn start(
+    config: CassandraConfig,
+    stats: Arc<StoreStats>,
+) -> Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>), StoreError> {
+    let (tx, rx) = mpsc::channel(config.queue_jobs);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("sipring-cassandra".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(StoreError::Backend(format!("tokio runtime: {e}"))));
+                    return;
+                }
+            };
+            rt.block_on(run(config, stats, rx, ready_tx));
+        })
+        .map_err(|e| StoreError::Backend(format!("storage thread: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((tx, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(StoreError::Backend("storage thread died at start".into())),
+    }
+}
+
+async fn run(
+    config: CassandraConfig,
+    stats: Arc<StoreStats>,
+    mut rx: mpsc::Receiver<Msg>,
+    ready: std::sync::mpsc::Sender<Result<(), StoreError>>,
+) {
+    let connect = Client::connect(&config);
+    let limit = Duration::from_millis(config.connect_timeout_ms.saturating_mul(2));
+    let client = match tokio::time::timeout(limit, connect).await {
+        Ok(Ok(c)) => Arc::new(c),
+        Ok(Err(e)) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+        Err(_) => {
+            let _ = ready.send(Err(StoreError::Unavailable(format!(
+                "no connection to {:?} within {limit:?}",
+                config.hosts
+            ))));
+            return;
+        }
+    };
+    tracing::info!(hosts = ?config.hosts, keyspace = %config.keyspace, "cassandra: connected");
+    let _ = ready.send(Ok(()));
+    let config = Arc::new(config);
+    let mut cores = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Job(job) => {
+                tokio::spawn(job(client.clone()));
+            }
+            Msg::Core { core, rx } => {
+                cores.push(tokio::spawn(dialog_loop(
+                    client.clone(),
+                    core,
+                    rx,
+                    stats.clone(),
+                    config.clone(),
+                )));
+            }
+        }
+    }
+    // Every handle is gone; writers flushed when dropped. Write what is
+    // queued, for a bounded time.
+    let _ = tokio::time::timeout(DRAIN, async {
+        for c in cores {
+            let _ = c.await;
+        }
+    })
+    .await;
+}
+
+/// Writes one core's flushes, in order. Flushes that queued up while a
+/// write was in flight are merged into the next write (up to 4 × batch_max
+/// mutations), so a slow Cassandra gets bigger, fewer requests.
+async fn dialog_loop(
+    client: SharedClient,
+    core: u16,
+    mut rx: mpsc::Receiver<Vec<DialogMutation>>,
+    stats: Arc<StoreStats>,
+    config: Arc<CassandraConfig>,
+) {
+    let merge_max = config.batch_max.saturating_mul(4);
+    let initial = Duration::from_millis(config.retry_initial_ms.max(1));
+    let max = Duration::from_millis(config.retry_max_ms.max(config.retry_initial_ms).max(1));
+    let mut degraded_since: Option<std::time::Instant> = None;
+    while let Some(mut muts) = rx.recv().await {
+        stats.dialog_flushes.fetch_add(1, Ordering::Relaxed);
+        while muts.len() < merge_max {
+            match rx.try_recv() {
+                Ok(more) => {
+                    stats.dialog_flushes.fetch_add(1, Ordering::Relaxed);
+                    muts.extend(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let coalesced = coalesce(&mut muts);
+        stats
+            .dialog_mutations_coalesced
+            .fetch_add(coalesced as u64, Ordering::Relaxed);
+        let mut backoff = initial;
+        loop {
+            match write(&client, &muts, &stats).await {
+                Ok(()) => {
+                    if let Some(since) = degraded_since.take() {
+                        stats.set_degraded(false);
+                        tracing::info!(
+                            core,
+                            down_ms = since.elapsed().as_millis() as u64,
+                            dropped = stats.dialog_mutations_dropped(),
+                            "cassandra: dialog writes resumed"
+                        );
+                    }
+                    break;
+                }
+                Err((failed, StoreError::Backend(e))) => {
+                    stats
+                        .dialog_mutations_failed
+                        .fetch_add(failed.len() as u64, Ordering::Relaxed);
+                    tracing::error!(
+                        core,
+                        n = failed.len(),
+                        "cassandra: dialog write refused: {e}"
+                    );
+                    break;
+                }
+                Err((failed, e)) => {
+                    stats.dialog_retries.fetch_add(1, Ordering::Relaxed);
+                    if degraded_since.is_none() {
+                        degraded_since = Some(std::time::Instant::now());
+                        if !stats.set_degraded(true) {
+                            tracing::warn!(
+                                core,
+                                "cassandra: storage degraded, retrying dialog writes: {e}"
+                            );
+                        }
+                    }
+                    muts = failed;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the mutations grouped by partition, the partitions concurrently.
+/// On failure returns the mutations of the partitions that failed (in
+/// order) and one of their errors.
+async fn write(
+    client: &Client,
+    muts: &[DialogMutation],
+    stats: &StoreStats,
+) -> Result<(), (Vec<DialogMutation>, StoreError)> {
+    let groups = client::by_partition(muts);
+    let results = client::join_all(groups.values().map(|g| client.write_partition(g))).await;
+    let mut failed = Vec::new();
+    let mut error = None;
+    for (group, r) in groups.values().zip(results) {
+        match r {
+            Ok(requests) => {
+                stats.dialog_requests.fetch_add(requests, Ordering::Relaxed);
+                stats
+                    .dialog_mutations_persisted
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                failed.extend(group.iter().map(|m| (*m).clone()));
+                // A transient error wins: the whole lot is retried.
+                if error.is_none() || !matches!(e, StoreError::Backend(_)) {
+                    error = Some(e);
+                }
+            }
+        }
+    }
+    match error {
+        None => Ok(()),
+        Some(e) => Err((failed, e)),
+    }
+}
+
+/// Keeps only the last mutation of each dialog (the row's final state);
+/// returns how many were removed.
+fn coalesce(muts: &mut Vec<DialogMutation>) -> usize {
+    let before = muts.len();
+    let mut last: HashMap<&super::model::DialogKey, usize> = HashMap::with_capacity(before);
+    for (i, m) in muts.iter().enumerate() {
+        last.insert(m.key(), i);
+    }
+    if last.len() == before {
+        return 0;
+    }
+    let keep: Vec<bool> = muts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| last.get(m.key()) == Some(&i))
+        .collect();
+    drop(last);
+    let mut i = 0;
+    muts.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    before - muts.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::cassandra::model::{DialogKey, DialogPartition, DialogRecord};
+
+    fn key(c: &str) -> DialogKey {
+        DialogKey {
+            partition: DialogPartition::new("n", 0, 0, 1000),
+            call_id: c.into(),
+            from_tag: "f".into(),
+            to_tag: "t".into(),
+        }
+    }
+
+    fn up(c: &str, s: u8) -> DialogMutation {
+        DialogMutation::Upsert(DialogRecord {
+            key: key(c),
+            state: vec![s],
+            updated_at_ms: 0,
+        })
+    }
+
+    #[test]
+    fn coalesce_keeps_the_last_mutation_of_each_dialog_in_order() {
+        let mut m = vec![
+            up("a", 1),
+            up("b", 1),
+            up("a", 2),
+            DialogMutation::Delete(key("b")),
+            up("c", 1),
+        ];
+        assert_eq!(coalesce(&mut m), 2);
+        assert_eq!(
+            m,
+            vec![up("a", 2), DialogMutation::Delete(key("b")), up("c", 1)]
+        );
+        let mut m = vec![up("a", 1), up("b", 1)];
+        assert_eq!(coalesce(&mut m), 0);
+    }
+}

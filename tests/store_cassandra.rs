@@ -1,0 +1,307 @@
+//! The Cassandra backend against a real single-node Cassandra (started by
+//! scripts/test-all.sh): CRUD on every table, TTL expiry of bindings,
+//! batched dialog writes, and a glommio shard awaiting the storage thread.
+
+mod cassandra_support;
+
+use std::time::Duration;
+
+use futures_lite::future::block_on;
+use sipring::store::cassandra::{
+    Binding, DialogKey, DialogMutation, DialogPartition, DialogRecord, ProxyInfo, User,
+};
+use sipring::time::Instant;
+
+use cassandra_support::{connect, now_ms, wait_until};
+
+fn user(aor: &str, phone: Option<&str>) -> User {
+    User {
+        aor: aor.into(),
+        realm: "example.com".into(),
+        ha1_md5: "0123456789abcdef0123456789abcdef".into(),
+        ha1_sha256: "ab".repeat(32),
+        phone: phone.map(str::to_owned),
+        enabled: true,
+    }
+}
+
+fn binding(aor: &str, contact: &str, expires_in_s: i64) -> Binding {
+    Binding {
+        aor: aor.into(),
+        contact: contact.into(),
+        node: "node-a".into(),
+        core: 1,
+        path: vec!["<sip:edge1.example.com;lr>".into(), "<sip:edge2;lr>".into()],
+        instance: Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>".into()),
+        reg_id: Some(1),
+        q_milli: 700,
+        call_id: "reg-call-1".into(),
+        cseq: 42,
+        expires_at_ms: now_ms() + expires_in_s * 1000,
+        source: Some("udp:127.0.0.1:5070".into()),
+    }
+}
+
+#[test]
+fn users_crud_with_the_phone_index() {
+    let Some(store) = connect("users") else {
+        return;
+    };
+    let alice = user("alice@example.com", Some("+15551230001"));
+    block_on(store.put_user(alice.clone())).unwrap();
+    block_on(store.put_user(user("bob@example.com", None))).unwrap();
+
+    assert_eq!(
+        block_on(store.user("alice@example.com")).unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(block_on(store.user("nobody@example.com")).unwrap(), None);
+    assert_eq!(
+        block_on(store.user_by_phone("+15551230001")).unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(block_on(store.user_by_phone("+15550000000")).unwrap(), None);
+
+    // A new phone replaces the old one in the index; disabling sticks.
+    let mut alice2 = user("alice@example.com", Some("+15551230002"));
+    alice2.enabled = false;
+    block_on(store.put_user(alice2.clone())).unwrap();
+    assert_eq!(block_on(store.user_by_phone("+15551230001")).unwrap(), None);
+    assert_eq!(
+        block_on(store.user_by_phone("+15551230002")).unwrap(),
+        Some(alice2.clone())
+    );
+
+    let all = block_on(store.list_users()).unwrap();
+    let aors: Vec<&str> = all.iter().map(|u| u.aor.as_str()).collect();
+    assert_eq!(aors, vec!["alice@example.com", "bob@example.com"]);
+
+    // Deleting a user removes its index entry and its bindings.
+    block_on(store.put_binding(
+        binding("alice@example.com", "<sip:alice@10.0.0.1>", 60),
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    assert!(block_on(store.delete_user("alice@example.com")).unwrap());
+    assert!(!block_on(store.delete_user("alice@example.com")).unwrap());
+    assert_eq!(block_on(store.user("alice@example.com")).unwrap(), None);
+    assert_eq!(block_on(store.user_by_phone("+15551230002")).unwrap(), None);
+    assert!(
+        block_on(store.bindings("alice@example.com"))
+            .unwrap()
+            .is_empty()
+    );
+    store.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn bindings_crud_and_ttl_expiry() {
+    let Some(store) = connect("bindings") else {
+        return;
+    };
+    let aor = "carol@example.com";
+    let long = binding(aor, "<sip:carol@10.0.0.2:5060>", 60);
+    let short = binding(aor, "<sip:carol@10.0.0.3:5060;transport=tcp>", 1);
+    block_on(store.put_binding(long.clone(), Duration::from_secs(60))).unwrap();
+    block_on(store.put_binding(short.clone(), Duration::from_secs(1))).unwrap();
+    let mut got = block_on(store.bindings(aor)).unwrap();
+    got.sort_by(|a, b| a.contact.cmp(&b.contact));
+    assert_eq!(got, vec![long.clone(), short.clone()]);
+
+    // The 1 s TTL removes the short one; the other stays.
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            block_on(store.bindings(aor)).unwrap().len() == 1
+        }),
+        "the binding with a 1 s TTL did not expire"
+    );
+    assert_eq!(block_on(store.bindings(aor)).unwrap(), vec![long.clone()]);
+
+    // A refresh rewrites the row (new CSeq).
+    let mut refreshed = long.clone();
+    refreshed.cseq = 43;
+    block_on(store.put_binding(refreshed.clone(), Duration::from_secs(60))).unwrap();
+    assert_eq!(block_on(store.bindings(aor)).unwrap(), vec![refreshed]);
+
+    block_on(store.delete_binding(aor, &long.contact)).unwrap();
+    assert!(block_on(store.bindings(aor)).unwrap().is_empty());
+
+    block_on(store.put_binding(long.clone(), Duration::from_secs(60))).unwrap();
+    block_on(store.put_binding(binding(aor, "<sip:c@h2>", 60), Duration::from_secs(60))).unwrap();
+    block_on(store.delete_bindings(aor)).unwrap();
+    assert!(block_on(store.bindings(aor)).unwrap().is_empty());
+    store.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn proxies_crud_and_heartbeat() {
+    let Some(store) = connect("proxies") else {
+        return;
+    };
+    let p = ProxyInfo {
+        node_id: "node-a".into(),
+        addresses: vec!["udp:10.0.0.1:5060".into(), "tcp:10.0.0.1:5060".into()],
+        cores: 2,
+        ring_ids: vec![0, u64::MAX / 2 + 1, u64::MAX],
+        started_at_ms: 1_700_000_000_000,
+        heartbeat_ms: 1_700_000_000_000,
+        load: 0.0,
+    };
+    block_on(store.put_proxy(p.clone())).unwrap();
+    let q = ProxyInfo {
+        node_id: "node-b".into(),
+        ..p.clone()
+    };
+    block_on(store.put_proxy(q.clone())).unwrap();
+    assert_eq!(
+        block_on(store.proxies()).unwrap(),
+        vec![p.clone(), q.clone()]
+    );
+
+    block_on(store.heartbeat("node-a", 1_700_000_005_000, 123.5)).unwrap();
+    let got = block_on(store.proxies()).unwrap();
+    assert_eq!(got[0].heartbeat_ms, 1_700_000_005_000);
+    assert_eq!(got[0].load, 123.5);
+    assert_eq!(got[0].ring_ids, p.ring_ids, "u64 ring ids survive bigint");
+
+    block_on(store.delete_proxy("node-b")).unwrap();
+    assert_eq!(block_on(store.proxies()).unwrap().len(), 1);
+    store.shutdown(Duration::from_secs(5));
+}
+
+fn dialog(p: &DialogPartition, i: u32) -> DialogRecord {
+    DialogRecord {
+        key: DialogKey {
+            partition: p.clone(),
+            call_id: format!("call-{i}@example.com"),
+            from_tag: format!("from{i}"),
+            to_tag: format!("to{i}"),
+        },
+        state: format!("state of dialog {i}").into_bytes(),
+        updated_at_ms: now_ms(),
+    }
+}
+
+#[test]
+fn dialog_mutations_are_batched_written_and_deleted() {
+    let Some(store) = connect("dialogs") else {
+        return;
+    };
+    let c = store.config().clone();
+    let now = now_ms();
+    let p0 = DialogPartition::new("node-a", 0, now, c.bucket_ms());
+    let p1 = DialogPartition::new("node-a", 0, now - c.bucket_ms(), c.bucket_ms());
+    let mut w = store.dialog_writer(0);
+    let t = Instant::from_nanos(0);
+    let n = 300u32;
+    for i in 0..n {
+        let p = if i % 3 == 0 { &p1 } else { &p0 };
+        w.push(t, DialogMutation::Upsert(dialog(p, i)));
+    }
+    w.handle_timeout(t + Duration::from_secs(1));
+    assert_eq!(w.held(), 0);
+    let stats = store.stats().clone();
+    assert!(wait_until(Duration::from_secs(20), || stats
+        .snapshot()
+        .persisted
+        >= u64::from(n)));
+
+    let recent = DialogPartition::recent(
+        "node-a",
+        0,
+        now,
+        i64::from(c.dialog_ttl_secs) * 1000,
+        c.bucket_ms(),
+    );
+    assert!(recent.contains(&p0) && recent.contains(&p1));
+    let mut rows = block_on(store.dialogs(recent.clone())).unwrap();
+    assert_eq!(rows.len(), n as usize);
+    rows.sort_by_key(|r| r.key.call_id.clone());
+    let want = dialog(&p1, 0);
+    let got = rows.iter().find(|r| r.key == want.key).unwrap();
+    assert_eq!(got.state, want.state);
+
+    // An update then the deletes (BYE).
+    let mut upd = dialog(&p0, 1);
+    upd.state = b"confirmed".to_vec();
+    w.push(t, DialogMutation::Upsert(upd.clone()));
+    w.flush();
+    assert!(wait_until(Duration::from_secs(10), || stats
+        .snapshot()
+        .persisted
+        > u64::from(n)));
+    let rows = block_on(store.dialogs(vec![p0.clone()])).unwrap();
+    assert_eq!(
+        rows.iter().find(|r| r.key == upd.key).unwrap().state,
+        b"confirmed"
+    );
+
+    for i in 0..n {
+        let p = if i % 3 == 0 { &p1 } else { &p0 };
+        w.push(t, DialogMutation::Delete(dialog(p, i).key));
+    }
+    w.flush();
+    assert!(wait_until(Duration::from_secs(20), || stats
+        .snapshot()
+        .persisted
+        > u64::from(2 * n)));
+    assert!(block_on(store.dialogs(recent)).unwrap().is_empty());
+
+    let s = stats.snapshot();
+    assert_eq!((s.dropped, s.failed), (0, 0), "{s:?}");
+    assert!(!s.degraded);
+    // 64 mutations of (at most) 2 partitions per flush: far fewer requests
+    // than mutations.
+    assert!(s.requests * 10 < s.persisted, "{s:?}");
+    drop(w);
+    store.shutdown(Duration::from_secs(5));
+}
+
+/// A glommio shard awaits the storage thread's answers and drives a dialog
+/// writer with glommio's timer: no tokio runtime on the shard, and the
+/// storage thread wakes the shard's task.
+#[test]
+fn a_glommio_shard_awaits_the_store_without_tokio() {
+    let Some(store) = connect("glommio") else {
+        return;
+    };
+    block_on(store.put_user(user("dave@example.com", None))).unwrap();
+    let shard_store = store.clone();
+    let ex = glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            assert!(
+                tokio::runtime::Handle::try_current().is_err(),
+                "no tokio on a shard"
+            );
+            let u = shard_store.user("dave@example.com").await.unwrap();
+            assert_eq!(u.map(|u| u.aor), Some("dave@example.com".to_owned()));
+            // Many requests in flight at once, each awaited.
+            let pending: Vec<_> = (0..50)
+                .map(|_| shard_store.user("dave@example.com"))
+                .collect();
+            for p in pending {
+                assert!(p.await.unwrap().is_some());
+            }
+            let mut w = shard_store.dialog_writer(3);
+            let p = DialogPartition::new("node-g", 3, now_ms(), shard_store.config().bucket_ms());
+            let start = std::time::Instant::now();
+            let at = |s: std::time::Instant| Instant::from_nanos(s.elapsed().as_nanos() as u64);
+            w.push(at(start), DialogMutation::Upsert(dialog(&p, 7)));
+            // The core's timer fires at the writer's deadline.
+            let due = w.poll_timeout().unwrap();
+            glommio::timer::sleep(due.saturating_duration_since(at(start))).await;
+            w.handle_timeout(at(start));
+            assert_eq!(w.held(), 0);
+            let rows = loop {
+                let rows = shard_store.dialogs(vec![p.clone()]).await.unwrap();
+                if !rows.is_empty() || start.elapsed() > Duration::from_secs(10) {
+                    break rows;
+                }
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            };
+            assert_eq!(rows.len(), 1);
+        })
+        .unwrap();
+    ex.join().unwrap();
+    store.shutdown(Duration::from_secs(5));
+}
