@@ -22,6 +22,7 @@ scripts/cassandra/start.sh
 export SIPRING_REQUIRE_CASSANDRA=1
 # The node is ours: the outage test may stop and restart it.
 export SIPRING_CASSANDRA_MANAGED=1
-export SIPRING_CASSANDRA="${SIPRING_CASSANDRA_HOST:-127.0.0.1}:${SIPRING_CASSANDRA_PORT:-9042}"
+SIPRING_CASSANDRA=$(scripts/cassandra/status.sh --address)
+export SIPRING_CASSANDRA
 
 cargo test --workspace --locked

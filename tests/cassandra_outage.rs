@@ -26,8 +26,12 @@ fn script(name: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scripts/cassandra")
         .join(name);
+    // Restart on the same address (the node's data is kept).
+    let addr = cassandra_support::address();
+    let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
     let status = Command::new(&path)
         .env("SIPRING_CASSANDRA_FRESH", "0")
+        .env("SIPRING_CASSANDRA_HOST", host)
         .status()
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(status.success(), "{} failed", path.display());

@@ -41,11 +41,31 @@ if pid=$(cass_pid); then
   wait_ready "$pid"
   exit
 fi
-if "$CASS_DIR/ready.sh"; then
-  echo "cassandra: something else already answers CQL on $CASS_HOST:$CASS_PORT;" \
-    "stop it or set SIPRING_CASSANDRA_PORT" >&2
-  exit 1
+# Where to listen: the given host, else the first loopback address whose
+# ports are free (another checkout's node may hold 127.0.0.1).
+if [ -n "${SIPRING_CASSANDRA_HOST:-}" ]; then
+  if cass_port_busy "$CASS_HOST" "$CASS_PORT"; then
+    echo "cassandra: something else already listens on $CASS_HOST:$CASS_PORT" >&2
+    exit 1
+  fi
+else
+  CASS_HOST=
+  for n in $(seq 1 32); do
+    jmx=$(( ${SIPRING_CASSANDRA_JMX_PORT:-7199} + n - 1 ))
+    if ! cass_port_busy "127.0.0.$n" "$CASS_PORT" && ! cass_port_busy "127.0.0.$n" "$CASS_STORAGE_PORT" \
+      && ! cass_port_busy 127.0.0.1 "$jmx"; then
+      CASS_HOST=127.0.0.$n
+      CASS_JMX_PORT=$jmx
+      break
+    fi
+  done
+  if [ -z "$CASS_HOST" ]; then
+    echo "cassandra: ports $CASS_PORT/$CASS_STORAGE_PORT busy on 127.0.0.1-32; set SIPRING_CASSANDRA_HOST/_PORT" >&2
+    exit 1
+  fi
 fi
+mkdir -p "$CASS_BASE"
+echo "$CASS_HOST" >"$CASS_BASE/address"
 
 jver=$("$CASS_JAVA" -version 2>&1 || true)
 case "$jver" in

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Say whether our node runs and answers CQL. Exit 0: running and ready;
 # 1: not running; 2: running but not (yet) answering CQL.
+#   status.sh --address   prints only its CQL address (HOST:PORT)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+if [ "${1:-}" = "--address" ]; then
+  echo "$CASS_HOST:$CASS_PORT"
+  exit 0
+fi
 if ! pid=$(cass_pid); then
   echo "cassandra: not running (base $CASS_BASE)"
   exit 1
