@@ -184,6 +184,32 @@ pub fn net_table_has_port(table: &str, port: u16, kind: SocketKind) -> bool {
     })
 }
 
+/// Datagrams dropped (receive buffer full) by the UDP sockets bound to local
+/// `port`, from the last column of a `/proc/net/udp[6]` table.
+pub fn udp_table_drops(table: &str, port: u16) -> u64 {
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            (f.get(1)?.ends_with(&want)).then(|| f.last()?.parse::<u64>().ok())?
+        })
+        .sum()
+}
+
+/// Datagrams dropped so far by the UDP sockets on local `port`.
+pub fn udp_socket_drops(port: u16) -> u64 {
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .map(|f| {
+            fs::read_to_string(f)
+                .map(|t| udp_table_drops(&t, port))
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
 /// True once some process has bound `port` (UDP) or listens on it (TCP).
 pub fn port_bound(port: u16, kind: SocketKind) -> bool {
     let files: &[&str] = match kind {
@@ -195,6 +221,51 @@ pub fn port_bound(port: u16, kind: SocketKind) -> bool {
             .map(|t| net_table_has_port(&t, port, kind))
             .unwrap_or(false)
     })
+}
+
+/// Machine-wide UDP error counters from `/proc/net/snmp`: datagrams the
+/// kernel dropped because a socket's receive buffer was full, and other
+/// receive errors. A run with drops explains its retransmissions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UdpErrors {
+    pub in_errors: u64,
+    pub rcvbuf_errors: u64,
+    pub sndbuf_errors: u64,
+}
+
+impl UdpErrors {
+    /// Parses the two `Udp:` lines (names, then values) of /proc/net/snmp.
+    pub fn parse(snmp: &str) -> Option<Self> {
+        let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+        let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+        let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+        let get = |n: &str| -> Option<u64> {
+            let i = names.iter().position(|x| *x == n)?;
+            values.get(i)?.parse().ok()
+        };
+        Some(UdpErrors {
+            in_errors: get("InErrors")?,
+            rcvbuf_errors: get("RcvbufErrors")?,
+            sndbuf_errors: get("SndbufErrors")?,
+        })
+    }
+
+    /// The current counters (zero if unreadable).
+    pub fn now() -> Self {
+        fs::read_to_string("/proc/net/snmp")
+            .ok()
+            .and_then(|t| Self::parse(&t))
+            .unwrap_or_default()
+    }
+
+    /// Counts since `before`.
+    pub fn since(&self, before: &UdpErrors) -> UdpErrors {
+        UdpErrors {
+            in_errors: self.in_errors.saturating_sub(before.in_errors),
+            rcvbuf_errors: self.rcvbuf_errors.saturating_sub(before.rcvbuf_errors),
+            sndbuf_errors: self.sndbuf_errors.saturating_sub(before.sndbuf_errors),
+        }
+    }
 }
 
 /// The machine a run happened on, stated in every report.
@@ -305,6 +376,27 @@ mod tests {
         assert!(!net_table_has_port(NET_UDP, 15093, SocketKind::Udp));
         assert!(net_table_has_port(NET_TCP, 15093, SocketKind::TcpListen));
         assert!(!net_table_has_port(NET_TCP, 15094, SocketKind::TcpListen));
+        // 0x3E80 = 16000 dropped 17 datagrams.
+        assert_eq!(udp_table_drops(NET_UDP, 16000), 17);
+        assert_eq!(udp_table_drops(NET_UDP, 15092), 0);
+        assert_eq!(udp_table_drops(NET_UDP, 1), 0);
+    }
+
+    #[test]
+    fn udp_error_counters() {
+        let snmp = include_str!("../tests/fixtures/proc_net_snmp.txt");
+        let e = UdpErrors::parse(snmp).unwrap();
+        assert_eq!(
+            (e.in_errors, e.rcvbuf_errors, e.sndbuf_errors),
+            (3933, 3933, 0)
+        );
+        let later = UdpErrors {
+            in_errors: 4000,
+            rcvbuf_errors: 3950,
+            sndbuf_errors: 1,
+        };
+        assert_eq!(later.since(&e).rcvbuf_errors, 17);
+        assert_eq!(UdpErrors::parse("Ip: 1\n"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::procfs::{Machine, RssSample};
+use crate::procfs::{Machine, RssSample, UdpErrors};
 use crate::scenario::Transport;
 use crate::stats::{self, LatencySummary};
 use crate::target::{TargetKind, TargetSettings};
@@ -80,6 +80,14 @@ pub struct RunRecord {
     pub calls: Calls,
     pub failed_by_reason: BTreeMap<String, u64>,
     pub retransmissions: Retransmissions,
+    /// UDP datagrams the kernel dropped during the run, machine-wide
+    /// (receive buffers full: some process fell behind).
+    #[serde(default)]
+    pub udp_errors: UdpErrors,
+    /// Of those, dropped by each side's sockets ("target", "uac", "uas"),
+    /// read from /proc/net/udp before the processes stop.
+    #[serde(default)]
+    pub udp_socket_drops: BTreeMap<String, u64>,
     pub target_usage: Usage,
     /// CPU of the two sipp processes per successful call, µs (they share the
     /// cores with the target).
@@ -180,6 +188,9 @@ pub struct FixedRow {
     pub runs: usize,
     pub calls: Calls,
     pub retransmissions: u64,
+    /// UDP datagrams dropped by the kernel (receive buffer full), all runs.
+    #[serde(default)]
+    pub udp_drops: u64,
     /// Median over runs of the target's CPU per call, µs.
     pub cpu_us_per_call: Option<f64>,
     pub cpu_us_per_call_min_max: Option<(f64, f64)>,
@@ -228,7 +239,9 @@ pub fn fixed_rows(runs: &[RunRecord]) -> Result<Vec<FixedRow>> {
         let mut calls = Calls::default();
         let mut hist = stats::new_histogram();
         let mut retransmissions = 0;
+        let mut udp_drops = 0;
         for r in &ok {
+            udp_drops += r.udp_errors.rcvbuf_errors;
             calls.attempted += r.calls.attempted;
             calls.successful += r.calls.successful;
             calls.failed += r.calls.failed;
@@ -252,6 +265,7 @@ pub fn fixed_rows(runs: &[RunRecord]) -> Result<Vec<FixedRow>> {
             runs: group.len(),
             calls,
             retransmissions,
+            udp_drops,
             cpu_us_per_call: stats::median(&cpu),
             cpu_us_per_call_min_max: stats::min_max(&cpu),
             ratios: BTreeMap::new(),
@@ -436,11 +450,11 @@ pub fn render_markdown(meta: &Meta, fixed: &[FixedRow], ramps: &[RampRow]) -> St
         );
         let _ = writeln!(
             s,
-            "| scenario | target | rate/s | runs | ok / attempted | failed % | retrans | CPU µs/call | × kamailio | × relay-std | × relay-glommio | sipp CPU µs/call | peak RSS MiB | p50 | p90 | p99 | p99.9 | max ms |"
+            "| scenario | target | rate/s | runs | ok / attempted | failed % | retrans | UDP drops | CPU µs/call | × kamailio | × relay-std | × relay-glommio | sipp CPU µs/call | peak RSS MiB | p50 | p90 | p99 | p99.9 | max ms |"
         );
         let _ = writeln!(
             s,
-            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
         );
         for r in fixed {
             let ratio = |name: &str| {
@@ -455,7 +469,7 @@ pub fn render_markdown(meta: &Meta, fixed: &[FixedRow], ramps: &[RampRow]) -> St
             let l = &r.latency;
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} / {} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                "| {} | {} | {} | {} | {} / {} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
                 r.scenario,
                 r.target,
                 r.offered_rate,
@@ -464,6 +478,7 @@ pub fn render_markdown(meta: &Meta, fixed: &[FixedRow], ramps: &[RampRow]) -> St
                 r.calls.attempted,
                 r.calls.failed_pct(),
                 r.retransmissions,
+                r.udp_drops,
                 cpu,
                 ratio("kamailio"),
                 ratio("relay-std"),
@@ -578,6 +593,8 @@ mod tests {
             },
             failed_by_reason: BTreeMap::new(),
             retransmissions: Retransmissions { uac: 1, uas: 0 },
+            udp_errors: UdpErrors::default(),
+            udp_socket_drops: BTreeMap::new(),
             target_usage: Usage {
                 processes: 1,
                 cpu_s: cpu * 100.0 / 1e6,
@@ -635,7 +652,7 @@ mod tests {
         assert!((kam.ratios["relay-std"] - 340.0 / 40.0).abs() < 1e-9);
         assert!((glo.ratios["kamailio"] - 66.0 / 340.0).abs() < 1e-9);
         let md = render_markdown(&meta(), &rows, &[]);
-        assert!(md.contains("| invite | kamailio | 2000 | 3 | 300 / 300 | 0.000 | 3 | 340 (330–350) | 1.00 | 8.50 | 5.15 |"), "{md}");
+        assert!(md.contains("| invite | kamailio | 2000 | 3 | 300 / 300 | 0.000 | 3 | 0 | 340 (330–350) | 1.00 | 8.50 | 5.15 |"), "{md}");
         assert!(md.contains("runs on the same cores as the target"));
     }
 

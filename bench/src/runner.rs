@@ -16,7 +16,7 @@ use nix::sys::resource::{UsageWho, getrusage};
 
 use crate::plot;
 use crate::process::{self, ProcessGuard};
-use crate::procfs::{self, CpuSample, RssSample, SocketKind};
+use crate::procfs::{self, CpuSample, RssSample, SocketKind, UdpErrors};
 use crate::report::{
     self, Calls, Criteria, FixedRow, Meta, Mode, RampRow, Retransmissions, RunRecord, Usage,
 };
@@ -182,13 +182,22 @@ impl Harness {
         };
         if record.error.is_none() {
             eprintln!(
-                "sipring-bench:   {}/{} ok, {} failed, {:.1} µs CPU/call, p99 {} ms",
+                "sipring-bench:   {}/{} ok, {} failed, {} retransmissions, {} UDP drops, \
+                 {:.1} µs CPU/call, p99 {} ms",
                 record.calls.successful,
                 record.calls.attempted,
                 record.calls.failed,
+                record.retransmissions.uac + record.retransmissions.uas,
+                record.udp_errors.rcvbuf_errors,
                 record.target_usage.cpu_us_per_call.unwrap_or(f64::NAN),
                 record.latency.p99_ms
             );
+            if !record.udp_socket_drops.is_empty() {
+                eprintln!(
+                    "sipring-bench:   UDP drops by socket: {:?}",
+                    record.udp_socket_drops
+                );
+            }
         }
         fs::write(
             run_dir.join("run.json"),
@@ -213,6 +222,8 @@ impl Harness {
             calls: Calls::default(),
             failed_by_reason: Default::default(),
             retransmissions: Retransmissions::default(),
+            udp_errors: UdpErrors::default(),
+            udp_socket_drops: Default::default(),
             target_usage: Usage::default(),
             sipp_cpu_us_per_call: None,
             latency: Default::default(),
@@ -312,10 +323,22 @@ impl Harness {
         let uas_before = uas_pid.map(CpuSample::of_group).transpose()?;
         let children_before = cpu_seconds_of_children();
         let target_before = CpuSample::of_group(pgid)?;
+        let udp_before = UdpErrors::now();
         let t0 = Instant::now();
         let mut uac = spawn_logged("sipp uac", c, &run_dir.join("uac.log"))?;
         let status = uac.wait_timeout(run_limit)?;
         let wall = t0.elapsed();
+        let udp_errors = UdpErrors::now().since(&udp_before);
+        let udp_socket_drops: std::collections::BTreeMap<String, u64> = [
+            ("target", listen.port()),
+            ("relay-upstream", upstream.port()),
+            ("uac", uac_addr.port()),
+            ("uas", uas_addr.port()),
+        ]
+        .into_iter()
+        .map(|(k, p)| (k.to_owned(), procfs::udp_socket_drops(p)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
         let target_after = CpuSample::of_group(pgid)?;
         let rss = RssSample::of_group(pgid)?;
         let uas_after = uas_pid.map(CpuSample::of_group).transpose()?;
@@ -400,6 +423,8 @@ impl Harness {
                 uac: uac_stats.retransmissions,
                 uas: uas_stats.as_ref().map_or(0, |s| s.retransmissions),
             },
+            udp_errors,
+            udp_socket_drops,
             target_usage: Usage {
                 processes: target_after.processes(),
                 cpu_s,

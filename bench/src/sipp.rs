@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::Transport;
 
+/// `-buff_size`: socket buffers of sipp (its default, 64 KiB, drops
+/// datagrams in bursts at a few thousand calls per second; the kernel caps
+/// it at `net.core.rmem_max`).
+pub const SOCKET_BUFFER: u32 = 4 << 20;
+
 /// `-rtt_freq`: samples per batch written to the rtt file (the last partial
 /// batch is lost when sipp exits).
 pub const RTT_BATCH: u32 = 20;
@@ -230,6 +235,8 @@ pub fn uac_args(a: &UacArgs<'_>) -> Vec<String> {
         "-rtt_freq".into(),
         RTT_BATCH.to_string(),
         "-trace_err".into(),
+        "-buff_size".into(),
+        SOCKET_BUFFER.to_string(),
     ];
     if let Some(inf) = a.inf {
         v.push("-inf".into());
@@ -261,6 +268,8 @@ pub fn uas_args(
         "-fd".into(),
         "1".into(),
         "-trace_err".into(),
+        "-buff_size".into(),
+        SOCKET_BUFFER.to_string(),
     ]
 }
 
