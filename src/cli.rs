@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// Directory for the embedded store [default: ./sipring-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The store: `embedded` [default] or
+    /// `cassandra://host1,host2[:port]/keyspace[?rf=N]` (docs/storage.md).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
     /// Run a blind UDP relay to --forward-to instead of the proxy (a
     /// benchmark baseline that measures the shell alone).
     #[arg(long, requires = "forward_to")]
@@ -79,6 +83,9 @@ impl ServeArgs {
         }
         if let Some(d) = &self.data_dir {
             c.server.data_dir = d.clone();
+        }
+        if let Some(s) = &self.store {
+            c.store.url = s.clone();
         }
         c.validate()?;
         Ok(c)
@@ -111,5 +118,22 @@ mod tests {
         assert_eq!(c.proxy.forward_to.as_deref(), Some("127.0.0.1:5080"));
         assert_eq!(c.effective_domain(), "example.org");
         assert!(Cli::try_parse_from(["sipring", "serve", "--relay"]).is_err());
+
+        let cli = Cli::try_parse_from([
+            "sipring",
+            "serve",
+            "--store",
+            "cassandra://10.0.0.1,10.0.0.2/calls",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        let c = args.load_config().unwrap();
+        let crate::store::StoreSelection::Cassandra(cc) = c.store_selection().unwrap() else {
+            panic!("--store did not select cassandra");
+        };
+        assert_eq!(cc.keyspace, "calls");
+        let cli = Cli::try_parse_from(["sipring", "serve", "--store", "cassandra://h/bad-ks"]);
+        let Command::Serve(args) = cli.unwrap().command;
+        assert!(args.load_config().is_err());
     }
 }

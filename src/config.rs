@@ -31,6 +31,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// Which store: embedded (default) or Cassandra.
+    pub store: StoreConfig,
+    /// The Cassandra backend's settings (docs/storage.md).
+    pub cassandra: crate::store::cassandra::CassandraConfig,
 }
 
 /// The transports sipring serves.
@@ -64,6 +68,9 @@ pub struct ServerConfig {
     pub domain: Option<String>,
     /// Where the embedded store and other state live.
     pub data_dir: PathBuf,
+    /// This node's identity in the cluster (the `proxies` row, the owner of
+    /// its dialogs); default: advertised host and listen port.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +84,7 @@ impl Default for ServerConfig {
             advertise: None,
             domain: None,
             data_dir: PathBuf::from("./sipring-data"),
+            node_id: None,
         }
     }
 }
@@ -177,6 +185,23 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[store]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `"embedded"` (in `server.data_dir`) or
+    /// `"cassandra://host1,host2[:port]/keyspace[?k=v...]"` (over `[cassandra]`).
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "embedded".to_string(),
+        }
+    }
+}
+
 /// `[shutdown]`
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -248,7 +273,21 @@ impl Config {
         if self.tcp.idle_timeout_secs == 0 {
             return bad("tcp.idle_timeout_secs must be at least 1");
         }
+        if let crate::store::StoreSelection::Cassandra(c) = self.store_selection()? {
+            c.validate()
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         Ok(())
+    }
+
+    /// The store `serve` uses: `store.url` over `[cassandra]`.
+    pub fn store_selection(&self) -> Result<crate::store::StoreSelection, ConfigError> {
+        crate::store::StoreSelection::from_url(
+            &self.store.url,
+            self.server.data_dir.clone(),
+            &self.cassandra,
+        )
+        .map_err(ConfigError::Invalid)
     }
 
     /// Whether `t` is served.
@@ -287,6 +326,14 @@ impl Config {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "localhost".to_string())
+    }
+
+    /// This node's identity: `server.node_id`, else `advertised_host:port`.
+    pub fn effective_node_id(&self) -> String {
+        match &self.server.node_id {
+            Some(id) => id.clone(),
+            None => format!("{}:{}", self.advertised_host(), self.server.listen.port()),
+        }
     }
 
     /// The host written into Via and Record-Route.
@@ -348,6 +395,39 @@ mod tests {
         assert!(!c.serves(TransportName::Tcp));
         let err = Config::from_toml("[server]\nlisten_on = 1", Path::new("t.toml"));
         assert!(matches!(err, Err(ConfigError::Parse(..))));
+    }
+
+    #[test]
+    fn store_and_cassandra_sections_select_and_tune_the_backend() {
+        let text = r#"
+            [server]
+            node_id = "edge-1"
+            [store]
+            url = "cassandra://db1,db2:9043/calls?rf=3"
+            [cassandra]
+            batch_max = 32
+            replication = { network_topology = [["east", 3]] }
+        "#;
+        let c = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.effective_node_id(), "edge-1");
+        let crate::store::StoreSelection::Cassandra(cc) = c.store_selection().unwrap() else {
+            panic!("not cassandra");
+        };
+        assert_eq!(cc.hosts, vec!["db1", "db2:9043"]);
+        assert_eq!(cc.keyspace, "calls");
+        assert_eq!(cc.batch_max, 32);
+        // The URL's rf overrides the section's replication.
+        assert_eq!(
+            cc.replication,
+            crate::store::cassandra::Replication::Simple(3)
+        );
+        let bad = Config::from_toml("[store]\nurl = \"mysql://x\"", Path::new("t.toml")).unwrap();
+        assert!(bad.validate().is_err());
+        assert_eq!(
+            Config::default().effective_node_id(),
+            format!("{}:5060", Config::default().advertised_host())
+        );
     }
 
     #[test]

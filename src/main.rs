@@ -2,12 +2,15 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use sipring::cli::{Cli, Command, ServeArgs};
 use sipring::config::Config;
 use sipring::engine::{CoreContext, Engine};
 use sipring::relay::BlindRelay;
+use sipring::store::StoreSelection;
+use sipring::store::cassandra::{CassandraStore, ProxyInfo};
 use sipring::{metrics, shell};
 
 fn main() -> ExitCode {
@@ -40,9 +43,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let cassandra = match open_cassandra(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     // The engine each core runs. When ProxyEngine lands, the `else` branch
     // becomes `run(&config, move |ctx| ProxyEngine::new(ctx, &proxy_config, seed))`.
-    match next_hop {
+    let code = match next_hop {
         Some(hop) if args.relay => run(&config, move |ctx| BlindRelay::new(ctx, hop)),
         Some(hop) => {
             tracing::warn!(
@@ -56,7 +66,53 @@ fn serve(args: &ServeArgs) -> ExitCode {
             );
             ExitCode::from(2)
         }
+    };
+    if let Some(store) = cassandra {
+        close_cassandra(store, &config);
     }
+    code
+}
+
+/// The Cassandra store when `--store cassandra://...` selects it: connected
+/// and its schema created before serving, this node announced in `proxies`
+/// with a heartbeat every 5 s.
+fn open_cassandra(config: &Config) -> Result<Option<CassandraStore>, String> {
+    let StoreSelection::Cassandra(c) = config.store_selection().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let hosts = c.hosts.clone();
+    let store = CassandraStore::connect(c).map_err(|e| format!("store {hosts:?}: {e}"))?;
+    let host = config.advertised_host();
+    let port = config.server.listen.port();
+    let now = sipring::store::cassandra::wall_ms();
+    let me = ProxyInfo {
+        node_id: config.effective_node_id(),
+        addresses: config
+            .server
+            .transports
+            .iter()
+            .map(|t| format!("{}:{host}:{port}", format!("{t:?}").to_lowercase()))
+            .collect(),
+        cores: config.effective_cores(),
+        ring_ids: Vec::new(),
+        started_at_ms: now,
+        heartbeat_ms: now,
+        load: 0.0,
+    };
+    let node = me.node_id.clone();
+    futures_lite::future::block_on(store.announce(me, Duration::from_secs(5), || 0.0))
+        .map_err(|e| format!("announcing {node}: {e}"))?;
+    tracing::info!(node = %node, keyspace = %store.config().keyspace, "cassandra store ready");
+    Ok(Some(store))
+}
+
+/// Retracts this node from `proxies` and stops the storage thread.
+fn close_cassandra(store: CassandraStore, config: &Config) {
+    let node = config.effective_node_id();
+    if let Err(e) = futures_lite::future::block_on(store.delete_proxy(&node)) {
+        tracing::warn!("retracting {node}: {e}");
+    }
+    store.shutdown(Duration::from_secs(5));
 }
 
 fn resolve(hostport: &str) -> std::io::Result<SocketAddr> {

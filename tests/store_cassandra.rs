@@ -305,3 +305,83 @@ fn a_glommio_shard_awaits_the_store_without_tokio() {
     ex.join().unwrap();
     store.shutdown(Duration::from_secs(5));
 }
+
+/// Kills the child by pid when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `sipring serve --store cassandra://...` connects, creates the schema,
+/// announces itself in `proxies` and retracts itself on SIGTERM.
+#[test]
+fn serve_with_store_cassandra_announces_the_node() {
+    let Some(c) = cassandra_support::config("serve") else {
+        return;
+    };
+    let url = format!("cassandra://{}/{}", c.hosts[0], c.keyspace);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sipring"))
+        .args([
+            "serve",
+            "--store",
+            &url,
+            "--listen",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+        ])
+        .args(["--forward-to", "127.0.0.1:9", "--relay"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    // Serving (signal handlers installed) once it logs its addresses.
+    let stderr = proc.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("sipring: {line}");
+            if line.contains("listening") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("sipring serves");
+    let store = sipring::store::cassandra::CassandraStore::connect(c).unwrap();
+    let mut proxies = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            proxies = block_on(store.proxies()).unwrap_or_default();
+            !proxies.is_empty()
+        }),
+        "sipring did not announce itself"
+    );
+    let p = &proxies[0];
+    assert_eq!(p.cores, 1);
+    assert_eq!(p.addresses.len(), 2, "{p:?}");
+    assert!(p.addresses[0].starts_with("udp:127.0.0.1:"), "{p:?}");
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(proc.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        proc.0.try_wait().unwrap().is_some()
+    }));
+    assert!(proc.0.try_wait().unwrap().unwrap().success());
+    assert!(
+        block_on(store.proxies()).unwrap().is_empty(),
+        "not retracted"
+    );
+    store.shutdown(Duration::from_secs(5));
+}

@@ -119,11 +119,20 @@ impl std::error::Error for ConfigError {}
 
 impl CassandraConfig {
     /// Parses `cassandra://host1[:port],host2[:port]/keyspace[?k=v&...]` over
-    /// the defaults. Query keys: `rf=N` (SimpleStrategy), `dc=NAME:N`
-    /// (NetworkTopologyStrategy, repeatable), `batch_max=N`,
-    /// `batch_window_us=N`, `batch_mode=unlogged|concurrent`,
-    /// `dialog_ttl_secs=N`, `dialog_bucket_secs=N`, `request_timeout_ms=N`.
+    /// the defaults (see [`CassandraConfig::apply_url`]).
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let mut c = CassandraConfig::default();
+        c.apply_url(url)?;
+        Ok(c)
+    }
+
+    /// Overrides these settings with a
+    /// `cassandra://host1[:port],host2[:port][/keyspace][?k=v&...]` URL: its
+    /// hosts, its keyspace when given, and its query keys: `rf=N`
+    /// (SimpleStrategy), `dc=NAME:N` (NetworkTopologyStrategy, repeatable),
+    /// `batch_max=N`, `batch_window_us=N`, `batch_mode=unlogged|concurrent`,
+    /// `dialog_ttl_secs=N`, `dialog_bucket_secs=N`, `request_timeout_ms=N`.
+    pub fn apply_url(&mut self, url: &str) -> Result<(), ConfigError> {
         let rest = url
             .strip_prefix("cassandra://")
             .ok_or_else(|| ConfigError(format!("{url}: not a cassandra:// URL")))?;
@@ -135,14 +144,12 @@ impl CassandraConfig {
             Some((h, k)) => (h, k),
             None => (main, ""),
         };
-        let mut c = CassandraConfig {
-            hosts: hosts
-                .split(',')
-                .filter(|h| !h.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            ..CassandraConfig::default()
-        };
+        let c = self;
+        c.hosts = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
         if !keyspace.is_empty() {
             c.keyspace = keyspace.to_owned();
         }
@@ -186,8 +193,7 @@ impl CassandraConfig {
         if !dcs.is_empty() {
             c.replication = Replication::NetworkTopology(dcs);
         }
-        c.validate()?;
-        Ok(c)
+        c.validate()
     }
 
     /// Checks what the driver or the schema would reject later.

@@ -314,6 +314,37 @@ impl CassandraStore {
         self.call(move |c| async move { c.proxies().await })
     }
 
+    /// Writes this node's row now and its heartbeat every `every` from the
+    /// storage thread (until the store shuts down). `load` is read at each
+    /// beat.
+    pub fn announce(
+        &self,
+        proxy: ProxyInfo,
+        every: Duration,
+        load: impl Fn() -> f64 + Send + 'static,
+    ) -> Pending<()> {
+        let every = every.max(Duration::from_millis(10));
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |c| {
+            Box::pin(async move {
+                let _ = reply.send(c.put_proxy(&proxy).await);
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = c.heartbeat(&proxy.node_id, wall_ms(), load()).await {
+                        tracing::warn!("cassandra: heartbeat of {}: {e}", proxy.node_id);
+                    }
+                }
+            })
+        });
+        match self.inner.tx.try_send(Msg::Job(job)) {
+            Ok(()) => Pending::Waiting(rx),
+            Err(_) => Pending::Failed(Some(StoreError::Overloaded)),
+        }
+    }
+
     /// Removes a proxy node.
     pub fn delete_proxy(&self, node_id: &str) -> Pending<()> {
         let node_id = node_id.to_owned();
@@ -376,6 +407,13 @@ impl<T> Pending<T> {
             Pending::Failed(e) => Some(Err(e.take().unwrap_or_else(stopped))),
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch (the store's time base).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn stopped() -> StoreError {
