@@ -2,9 +2,11 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use prometheus_client::collector::Collector;
 use sipring::cli::{Cli, Command, ServeArgs};
 use sipring::config::Config;
 use sipring::engine::{CoreContext, Engine};
@@ -50,15 +52,20 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Metrics families beyond the cores' counters.
+    let mut extra: Vec<Arc<dyn Collector>> = Vec::new();
+    if let Some(store) = &cassandra {
+        extra.push(store.stats().clone());
+    }
     // The engine each core runs. When ProxyEngine lands, the `else` branch
     // becomes `run(&config, move |ctx| ProxyEngine::new(ctx, &proxy_config, seed))`.
     let code = match next_hop {
-        Some(hop) if args.relay => run(&config, move |ctx| BlindRelay::new(ctx, hop)),
+        Some(hop) if args.relay => run(&config, &extra, move |ctx| BlindRelay::new(ctx, hop)),
         Some(hop) => {
             tracing::warn!(
                 "the stateful proxy engine is not wired into `serve` yet: running the blind relay"
             );
-            run(&config, move |ctx| BlindRelay::new(ctx, hop))
+            run(&config, &extra, move |ctx| BlindRelay::new(ctx, hop))
         }
         None => {
             tracing::error!(
@@ -124,7 +131,7 @@ fn resolve(hostport: &str) -> std::io::Result<SocketAddr> {
 
 /// Start the shell with `factory`, serve until SIGINT/SIGTERM, drain, exit 0.
 /// A second signal during the drain exits at once with status 1.
-fn run<F, E>(config: &Config, factory: F) -> ExitCode
+fn run<F, E>(config: &Config, extra: &[Arc<dyn Collector>], factory: F) -> ExitCode
 where
     F: Fn(CoreContext) -> E + Send + Sync + 'static,
     E: Engine + 'static,
@@ -150,7 +157,7 @@ where
         }
     }
     let _metrics = match config.metrics.listen {
-        Some(addr) => match metrics::serve(addr, handle.counters().to_vec()) {
+        Some(addr) => match metrics::serve_with(addr, handle.counters().to_vec(), extra.to_vec()) {
             Ok(m) => {
                 tracing::info!(addr = %m.addr(), "metrics endpoint at /metrics");
                 Some(m)

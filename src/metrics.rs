@@ -13,6 +13,9 @@
 //!   0.999, 1 = max; from each core's hdrhistogram, cumulative since start,
 //!   refreshed about once a second), with `sipring_receive_to_send_samples_total`
 //!   and `sipring_receive_to_send_seconds_sum`.
+//!
+//! Other parts add their own families with [`serve_with`] (for example the
+//! Cassandra store's, `crate::store::cassandra::StoreStats`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -187,10 +190,28 @@ impl Collector for CoresCollector {
 
 /// Render the exposition text for these cores.
 pub fn render(cores: &[Arc<CoreCounters>]) -> String {
+    render_with(cores, &[])
+}
+
+/// A collector shared with its owner (a `Box` of an `Arc`).
+#[derive(Debug)]
+struct SharedCollector(Arc<dyn Collector>);
+
+impl Collector for SharedCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
+
+/// Render the exposition text for these cores and the extra collectors.
+pub fn render_with(cores: &[Arc<CoreCounters>], extra: &[Arc<dyn Collector>]) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(CoresCollector {
         cores: cores.to_vec(),
     }));
+    for c in extra {
+        registry.register_collector(Box::new(SharedCollector(c.clone())));
+    }
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
         out.clear();
@@ -232,6 +253,15 @@ impl Drop for MetricsServer {
 
 /// Serve `GET /metrics` on `addr` from its own thread until dropped.
 pub fn serve(addr: SocketAddr, cores: Vec<Arc<CoreCounters>>) -> io::Result<MetricsServer> {
+    serve_with(addr, cores, Vec::new())
+}
+
+/// [`serve`], with extra collectors read at each scrape.
+pub fn serve_with(
+    addr: SocketAddr,
+    cores: Vec<Arc<CoreCounters>>,
+    extra: Vec<Arc<dyn Collector>>,
+) -> io::Result<MetricsServer> {
     let server = tiny_http::Server::http(addr)
         .map_err(|e| io::Error::other(format!("metrics endpoint {addr}: {e}")))?;
     let addr = server
@@ -250,7 +280,8 @@ pub fn serve(addr: SocketAddr, cores: Vec<Arc<CoreCounters>>) -> io::Result<Metr
                         &b"text/plain; version=0.0.4; charset=utf-8"[..],
                     )
                     .expect("static header");
-                    tiny_http::Response::from_string(render(&cores)).with_header(header)
+                    tiny_http::Response::from_string(render_with(&cores, &extra))
+                        .with_header(header)
                 } else {
                     tiny_http::Response::from_string("see /metrics\n").with_status_code(404)
                 };

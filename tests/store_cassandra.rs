@@ -334,7 +334,13 @@ fn serve_with_store_cassandra_announces_the_node() {
             "--cores",
             "1",
         ])
-        .args(["--forward-to", "127.0.0.1:9", "--relay"])
+        .args([
+            "--forward-to",
+            "127.0.0.1:9",
+            "--relay",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
         .env("RUST_LOG", "info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -352,11 +358,22 @@ fn serve_with_store_cassandra_announces_the_node() {
             .map_while(Result::ok)
         {
             eprintln!("sipring: {line}");
+            if let Some(i) = line.find("addr=")
+                && line.contains("metrics endpoint")
+            {
+                let rest = &line[i + 5..];
+                let end = rest.find(' ').unwrap_or(rest.len());
+                let _ = tx.send(Some(rest[..end].to_owned()));
+            }
             if line.contains("listening") {
-                let _ = tx.send(());
+                let _ = tx.send(None);
             }
         }
     });
+    let metrics = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("sipring logs its metrics address")
+        .expect("metrics address first");
     rx.recv_timeout(Duration::from_secs(30))
         .expect("sipring serves");
     let store = sipring::store::cassandra::CassandraStore::connect(c).unwrap();
@@ -372,6 +389,22 @@ fn serve_with_store_cassandra_announces_the_node() {
     assert_eq!(p.cores, 1);
     assert_eq!(p.addresses.len(), 2, "{p:?}");
     assert!(p.addresses[0].starts_with("udp:127.0.0.1:"), "{p:?}");
+
+    // The store's families are on the metrics endpoint.
+    let text = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(text.contains("sipring_store_degraded 0"), "{text}");
+    assert!(
+        text.contains("sipring_store_dialog_mutations_dropped_total 0"),
+        "{text}"
+    );
 
     let pid = nix::unistd::Pid::from_raw(i32::try_from(proc.0.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();

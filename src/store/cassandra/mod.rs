@@ -20,6 +20,7 @@
 
 mod client;
 pub mod config;
+mod metrics;
 pub mod model;
 mod schema;
 mod worker;
