@@ -418,3 +418,54 @@ fn serve_with_store_cassandra_announces_the_node() {
     );
     store.shutdown(Duration::from_secs(5));
 }
+
+/// The engine-facing sink: a dialog established by a 2xx is written to its
+/// core's partition; its BYE (from either side) deletes it; a re-INVITE's
+/// 2xx updates it in place.
+#[test]
+fn the_dialog_sink_writes_on_2xx_and_deletes_on_bye() {
+    use sipring::store::cassandra::CassandraDialogs;
+    use sipring::store::dialog::{DialogEvent, DialogSink};
+    let Some(store) = connect("sink") else { return };
+    let mut sink = CassandraDialogs::new(&store, "node-s", 1);
+    let t = Instant::from_nanos(1);
+    let ev = |call: &'static [u8], state: &'static [u8]| DialogEvent {
+        call_id: call,
+        from_tag: b"caller",
+        to_tag: b"callee",
+        state,
+    };
+    sink.established(t, ev(b"d1@example.com", b"SIP/2.0 200 OK\r\n"));
+    sink.established(t, ev(b"d2@example.com", b"SIP/2.0 200 OK\r\n"));
+    sink.handle_timeout(t + Duration::from_secs(1));
+    let c = store.config().clone();
+    let recent = DialogPartition::recent("node-s", 1, now_ms(), 600_000, c.bucket_ms());
+    let rows = |store: &sipring::store::cassandra::CassandraStore| {
+        let mut r = block_on(store.dialogs(recent.clone())).unwrap();
+        r.sort_by(|a, b| a.key.call_id.cmp(&b.key.call_id));
+        r
+    };
+    assert!(wait_until(Duration::from_secs(10), || rows(&store).len() == 2));
+    let r = rows(&store);
+    assert_eq!(
+        (r[0].key.from_tag.as_str(), r[0].key.to_tag.as_str()),
+        ("caller", "callee")
+    );
+
+    // re-INVITE: same row, new state.
+    sink.established(t, ev(b"d1@example.com", b"SIP/2.0 200 OK\r\nX: 2\r\n"));
+    // BYE from the callee (tags reversed) and from the caller.
+    sink.ended(t, b"d2@example.com", b"callee", b"caller");
+    sink.handle_timeout(t + Duration::from_secs(2));
+    assert!(wait_until(Duration::from_secs(10), || {
+        let r = rows(&store);
+        r.len() == 1 && r[0].state.ends_with(b"X: 2\r\n")
+    }));
+    sink.ended(t, b"d1@example.com", b"caller", b"callee");
+    sink.ended(t, b"never@example.com", b"x", b"y");
+    sink.handle_timeout(t + Duration::from_secs(3));
+    assert!(wait_until(Duration::from_secs(10), || rows(&store).is_empty()));
+    assert_eq!((sink.live(), sink.unknown_ends()), (0, 1));
+    drop(sink);
+    store.shutdown(Duration::from_secs(5));
+}

@@ -7,6 +7,7 @@
 //! or `--store`, `embedded` (the default) or `cassandra://...`.
 
 pub mod cassandra;
+pub mod dialog;
 
 use std::path::PathBuf;
 

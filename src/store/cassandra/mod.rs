@@ -23,6 +23,7 @@ pub mod config;
 mod metrics;
 pub mod model;
 mod schema;
+mod sink;
 mod worker;
 mod writer;
 
@@ -39,6 +40,7 @@ pub use config::{BatchMode, CassandraConfig, ConfigError, Replication};
 pub use model::{
     Binding, DialogKey, DialogMutation, DialogPartition, DialogRecord, ProxyInfo, User,
 };
+pub use sink::CassandraDialogs;
 pub use writer::{DialogWriter, WriterStats};
 
 use client::SharedClient;
