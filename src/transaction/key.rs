@@ -4,7 +4,10 @@
 //! least one more character) matches a server transaction by branch, top Via
 //! sent-by and method, where ACK matches the INVITE it acknowledges and a
 //! CANCEL its own transaction (the proxy finds the INVITE to cancel with the
-//! INVITE method). Other requests (RFC 2543 peers, and RFC 4475's
+//! INVITE method). The Call-ID is part of the key too: transactions live on
+//! the core that owns their Call-ID, so two requests that share a branch but
+//! not a Call-ID (a UAC bug, and RFC 4475's cparam01/cparam02) are two
+//! transactions on every core count alike. Other requests (RFC 2543 peers, and RFC 4475's
 //! `badbranch`, whose branch is the bare cookie) fall back to §17.2.3's
 //! older rule: Request-URI, From tag, Call-ID, CSeq, top Via and, except for
 //! ACK, To tag. A response matches a client transaction by branch and CSeq
@@ -81,13 +84,20 @@ impl Builder {
 impl TxKey {
     /// The server key of a request with an RFC 3261 branch: branch, top Via
     /// sent-by (host compared case-insensitively, port with the transport's
-    /// default filled in by the caller) and method.
-    pub fn server(branch: &[u8], sent_by_host: &[u8], sent_by_port: u16, method: &[u8]) -> Self {
+    /// default filled in by the caller), method and Call-ID.
+    pub fn server(
+        branch: &[u8],
+        sent_by_host: &[u8],
+        sent_by_port: u16,
+        method: &[u8],
+        call_id: &[u8],
+    ) -> Self {
         Builder::new(RFC3261)
             .field(branch)
             .lower(sent_by_host)
             .field(&sent_by_port.to_le_bytes())
             .field(method_class(method))
+            .field(call_id)
             .finish()
     }
 
@@ -155,39 +165,43 @@ mod tests {
 
     #[test]
     fn server_key_rules() {
-        let k = TxKey::server(b"z9hG4bK1", b"Host.Example.COM", 5060, b"INVITE");
+        let k = TxKey::server(b"z9hG4bK1", b"Host.Example.COM", 5060, b"INVITE", b"c");
         assert_eq!(
             k,
-            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"INVITE")
+            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"INVITE", b"c")
         );
         assert_eq!(
             k,
-            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"ACK")
+            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"ACK", b"c")
         );
         assert_eq!(
             k.hash64(),
-            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"ACK").hash64()
+            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"ACK", b"c").hash64()
         );
         assert_ne!(
             k,
-            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"CANCEL")
+            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"CANCEL", b"c")
         );
         assert_ne!(
             k,
-            TxKey::server(b"z9hG4bK1", b"host.example.com", 5070, b"INVITE")
+            TxKey::server(b"z9hG4bK1", b"host.example.com", 5070, b"INVITE", b"c")
         );
         assert_ne!(
             k,
-            TxKey::server(b"z9hG4bK2", b"host.example.com", 5060, b"INVITE")
+            TxKey::server(b"z9hG4bK2", b"host.example.com", 5060, b"INVITE", b"c")
         );
         assert_ne!(
             k,
-            TxKey::server(b"z9hg4bk1", b"host.example.com", 5060, b"INVITE")
+            TxKey::server(b"z9hg4bk1", b"host.example.com", 5060, b"INVITE", b"c")
         );
         // Field boundaries cannot be shifted to forge a match.
         assert_ne!(
-            TxKey::server(b"z9hG4bKa", b"bc", 1, b"X"),
-            TxKey::server(b"z9hG4bKab", b"c", 1, b"X")
+            TxKey::server(b"z9hG4bKa", b"bc", 1, b"X", b"c"),
+            TxKey::server(b"z9hG4bKab", b"c", 1, b"X", b"c")
+        );
+        assert_ne!(
+            k,
+            TxKey::server(b"z9hG4bK1", b"host.example.com", 5060, b"INVITE", b"d")
         );
         assert!(!k.spilled());
     }
@@ -233,7 +247,7 @@ mod tests {
             b"t9",
         );
         assert_ne!(inv, tagged);
-        assert_ne!(inv, TxKey::server(b"sip:b@h", b"f1", 1, b"INVITE"));
+        assert_ne!(inv, TxKey::server(b"sip:b@h", b"f1", 1, b"INVITE", b"c"));
     }
 
     #[test]
