@@ -9,6 +9,7 @@ pub mod config;
 pub mod counters;
 pub mod engine;
 pub mod metrics;
+pub mod proxy;
 pub mod relay;
 pub mod shell;
 pub mod store;
