@@ -90,11 +90,38 @@ impl Default for ServerConfig {
 }
 
 /// `[proxy]`
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Next hop for every request (`HOST:PORT`); unset: route by Request-URI.
     pub forward_to: Option<String>,
+    /// Add a Record-Route to dialog-creating requests.
+    pub record_route: bool,
+    /// Requests larger than this many bytes are answered 513.
+    pub max_request_size: usize,
+    /// RFC 3261 T1 (RTT estimate), milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (longest retransmit interval), milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (longest a message stays in the network), milliseconds.
+    pub t4_ms: u64,
+    /// Timer C (§16.6): wait for a final response to an INVITE after its
+    /// last provisional one, seconds (more than 180).
+    pub timer_c_secs: u64,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            forward_to: None,
+            record_route: true,
+            max_request_size: 16 * 1024,
+            t1_ms: 500,
+            t2_ms: 4_000,
+            t4_ms: 5_000,
+            timer_c_secs: 181,
+        }
+    }
 }
 
 /// `[udp]`
@@ -266,6 +293,15 @@ impl Config {
         }
         if self.udp.max_message_size < 1_300 || self.udp.max_message_size > 65_535 {
             return bad("udp.max_message_size must be within 1300..=65535");
+        }
+        if self.proxy.t1_ms == 0 || self.proxy.t2_ms < self.proxy.t1_ms || self.proxy.t4_ms == 0 {
+            return bad("proxy timers must satisfy 0 < t1_ms <= t2_ms and t4_ms > 0");
+        }
+        if self.proxy.timer_c_secs <= 180 {
+            return bad("proxy.timer_c_secs must be more than 180 (RFC 3261 §16.6)");
+        }
+        if self.proxy.max_request_size < 1_300 {
+            return bad("proxy.max_request_size must be at least 1300");
         }
         if self.tcp.max_connections_per_core == 0 {
             return bad("tcp.max_connections_per_core must be at least 1");

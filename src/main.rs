@@ -10,6 +10,7 @@ use prometheus_client::collector::Collector;
 use sipring::cli::{Cli, Command, ServeArgs};
 use sipring::config::Config;
 use sipring::engine::{CoreContext, Engine};
+use sipring::proxy::{ProxyEngine, ProxySettings};
 use sipring::relay::BlindRelay;
 use sipring::store::StoreSelection;
 use sipring::store::cassandra::{CassandraStore, ProxyInfo};
@@ -57,21 +58,15 @@ fn serve(args: &ServeArgs) -> ExitCode {
     if let Some(store) = &cassandra {
         extra.push(store.stats().clone());
     }
-    // The engine each core runs. When ProxyEngine lands, the `else` branch
-    // becomes `run(&config, move |ctx| ProxyEngine::new(ctx, &proxy_config, seed))`.
+    // The engine each core runs: the stateful proxy, or the blind relay
+    // baseline (`--relay`).
     let code = match next_hop {
         Some(hop) if args.relay => run(&config, &extra, move |ctx| BlindRelay::new(ctx, hop)),
-        Some(hop) => {
-            tracing::warn!(
-                "the stateful proxy engine is not wired into `serve` yet: running the blind relay"
-            );
-            run(&config, &extra, move |ctx| BlindRelay::new(ctx, hop))
-        }
-        None => {
-            tracing::error!(
-                "the stateful proxy engine is not wired into `serve` yet: give --forward-to"
-            );
-            ExitCode::from(2)
+        _ => {
+            let settings = ProxySettings::from_config(&config, next_hop);
+            run(&config, &extra, move |ctx| {
+                ProxyEngine::new(ctx, settings.clone())
+            })
         }
     };
     if let Some(store) = cassandra {

@@ -115,7 +115,9 @@ impl ProxySettings {
             },
             max_message_size: p.max_request_size,
             record_route: p.record_route,
-            node: 0,
+            // The node's id (server.node_id, or its advertised address),
+            // hashed short for the Record-Route.
+            node: sipring_ring::key_id(config.effective_node_id().as_bytes()) & 0xffff_ffff,
             // std's per-process random keys: a seed without another crate.
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
             dns_ttl: Duration::from_secs(config.dns.cache_ttl_secs.max(1)),
