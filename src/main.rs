@@ -13,7 +13,7 @@ use sipring::engine::{CoreContext, Engine};
 use sipring::proxy::{ProxyEngine, ProxySettings};
 use sipring::relay::BlindRelay;
 use sipring::store::StoreSelection;
-use sipring::store::cassandra::{CassandraStore, ProxyInfo};
+use sipring::store::cassandra::{CassandraDialogs, CassandraStore, ProxyInfo};
 use sipring::{metrics, shell};
 
 fn main() -> ExitCode {
@@ -64,8 +64,15 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Some(hop) if args.relay => run(&config, &extra, move |ctx| BlindRelay::new(ctx, hop)),
         _ => {
             let settings = ProxySettings::from_config(&config, next_hop);
+            // With Cassandra, each core persists its dialogs (docs/storage.md).
+            let dialogs = cassandra.clone().map(|s| (s, config.effective_node_id()));
             run(&config, &extra, move |ctx| {
-                ProxyEngine::new(ctx, settings.clone())
+                let core = ctx.core;
+                let mut engine = ProxyEngine::new(ctx, settings.clone());
+                if let Some((store, node)) = &dialogs {
+                    engine.set_dialog_sink(Box::new(CassandraDialogs::new(store, node, core)));
+                }
+                engine
             })
         }
     };

@@ -42,6 +42,7 @@ use crate::engine::{
     ConnEvent, CoreContext, CoreId, Disposition, Engine, Listener, Peer, Received, Reply, Request,
     Transmit, Transport, owner_core,
 };
+use crate::store::dialog::{DialogEvent, DialogSink};
 use crate::time::Instant;
 use crate::timer::TimerWheel;
 use crate::transaction::{
@@ -184,6 +185,7 @@ pub struct ProxyEngine {
     next_token: u64,
     draining: bool,
     locator: Option<Box<dyn Locator>>,
+    dialogs: Option<Box<dyn DialogSink>>,
 }
 
 fn status_class(code: u16) -> Option<StatusClass> {
@@ -222,6 +224,7 @@ impl ProxyEngine {
             next_token: 1,
             draining: false,
             locator: None,
+            dialogs: None,
             cfg,
         }
     }
@@ -229,6 +232,13 @@ impl ProxyEngine {
     /// Installs the location service.
     pub fn set_locator(&mut self, locator: Box<dyn Locator>) {
         self.locator = Some(locator);
+    }
+
+    /// Installs the dialog-state sink (the Cassandra store): it hears of
+    /// every dialog a 2xx to an INVITE establishes or updates and of every
+    /// BYE that ends one.
+    pub fn set_dialog_sink(&mut self, sink: Box<dyn DialogSink>) {
+        self.dialogs = Some(sink);
     }
 
     /// Number of calls (proxied requests) in flight on this core.
@@ -340,6 +350,12 @@ impl ProxyEngine {
         let loop_hash = route::loop_hash(m);
         if self.me.has_looped(m, loop_hash) {
             return self.respond_new(now, m, rx, 482, "Loop Detected", &[]);
+        }
+        // A BYE ends its dialog (from whichever side it comes).
+        if method == b"BYE"
+            && let (Some(sink), Some(a), Some(b)) = (self.dialogs.as_mut(), m.from_tag, m.to_tag)
+        {
+            sink.ended(now, m.call_id, a, b);
         }
         // §16.5: a request for this node's own domain goes to the contacts
         // the location service knows (parallel forking when several).
@@ -931,12 +947,28 @@ impl ProxyEngine {
                     self.pool.give_opt(b.request.take());
                 }
                 self.forward_upstream(now, id, m, class);
-                self.after_final(id);
+                let invite = self.calls[id as usize]
+                    .as_ref()
+                    .is_some_and(|c| c.kind == Kind::Invite);
+                // The first 2xx of a branch (its retransmissions change
+                // nothing) establishes, or for a re-INVITE updates, a dialog.
                 if first
-                    && self.calls[id as usize]
-                        .as_ref()
-                        .is_some_and(|c| c.kind == Kind::Invite)
+                    && invite
+                    && let (Some(sink), Some(from_tag), Some(to_tag)) =
+                        (self.dialogs.as_mut(), m.from_tag, m.to_tag)
                 {
+                    sink.established(
+                        now,
+                        DialogEvent {
+                            call_id: m.call_id,
+                            from_tag,
+                            to_tag,
+                            state: &m.bytes[..m.headers_end],
+                        },
+                    );
+                }
+                self.after_final(id);
+                if first && invite {
                     self.cancel_others(now, id, i);
                 }
             }
@@ -1370,11 +1402,18 @@ impl Engine for ProxyEngine {
             self.on_call_timeout(now, id);
         }
         self.dns.retain(|_, (_, expires)| *expires > now);
+        if let Some(d) = self.dialogs.as_mut() {
+            d.handle_timeout(now);
+        }
         self.counters.set_transactions_active(self.active as u64);
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.wheel.next_deadline()
+        let sink = self.dialogs.as_ref().and_then(|d| d.poll_timeout());
+        match (self.wheel.next_deadline(), sink) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {

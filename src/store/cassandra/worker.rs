@@ -132,7 +132,8 @@ async fn run(
 
 /// Writes one core's flushes, in order. Flushes that queued up while a
 /// write was in flight are merged into the next write (up to 4 × batch_max
-/// mutations), so a slow Cassandra gets bigger, fewer requests.
+/// mutations), so that mutations of one partition from several flushes share
+/// requests.
 async fn dialog_loop(
     client: SharedClient,
     core: u16,
@@ -161,7 +162,7 @@ async fn dialog_loop(
             .fetch_add(coalesced as u64, Ordering::Relaxed);
         let mut backoff = initial;
         loop {
-            match write(&client, &muts, &stats).await {
+            match write(&client, &muts, config.batch_max, &stats).await {
                 Ok(()) => {
                     if let Some(since) = degraded_since.take() {
                         stats.set_degraded(false);
@@ -205,31 +206,73 @@ async fn dialog_loop(
     }
 }
 
-/// Writes the mutations grouped by partition, the partitions concurrently.
-/// On failure returns the mutations of the partitions that failed (in
-/// order) and one of their errors.
+/// Largest UNLOGGED BATCH sent, in (estimated) bytes: under Cassandra's
+/// default `batch_size_fail_threshold` (50 KiB) with room to spare.
+const MAX_BATCH_BYTES: usize = 40 * 1024;
+
+/// Most dialog requests one core has in flight at once.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// About how many bytes a mutation adds to a batch.
+fn size_of(m: &DialogMutation) -> usize {
+    let k = m.key();
+    let key = k.partition.owner_node.len() + k.call_id.len() + k.from_tag.len() + k.to_tag.len();
+    match m {
+        DialogMutation::Upsert(r) => 64 + key + r.state.len(),
+        DialogMutation::Delete(_) => 48 + key,
+    }
+}
+
+/// The mutations cut into requests: by partition, then at most `batch_max`
+/// mutations and `MAX_BATCH_BYTES` each.
+fn requests(muts: &[DialogMutation], batch_max: usize) -> Vec<Vec<&DialogMutation>> {
+    let mut out = Vec::new();
+    for group in client::by_partition(muts).into_values() {
+        let mut chunk: Vec<&DialogMutation> = Vec::new();
+        let mut bytes = 0;
+        for m in group {
+            let n = size_of(m);
+            if !chunk.is_empty() && (chunk.len() >= batch_max || bytes + n > MAX_BATCH_BYTES) {
+                out.push(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            chunk.push(m);
+            bytes += n;
+        }
+        if !chunk.is_empty() {
+            out.push(chunk);
+        }
+    }
+    out
+}
+
+/// Writes the mutations: one request per partition chunk (`requests`), up
+/// to `MAX_IN_FLIGHT` at once. On failure returns the mutations of the
+/// requests that failed and one of their errors (a transient one if any).
 async fn write(
     client: &Client,
     muts: &[DialogMutation],
+    batch_max: usize,
     stats: &StoreStats,
 ) -> Result<(), (Vec<DialogMutation>, StoreError)> {
-    let groups = client::by_partition(muts);
-    let results = client::join_all(groups.values().map(|g| client.write_partition(g))).await;
+    let reqs = requests(muts, batch_max);
     let mut failed = Vec::new();
     let mut error = None;
-    for (group, r) in groups.values().zip(results) {
-        match r {
-            Ok(requests) => {
-                stats.dialog_requests.fetch_add(requests, Ordering::Relaxed);
-                stats
-                    .dialog_mutations_persisted
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                failed.extend(group.iter().map(|m| (*m).clone()));
-                // A transient error wins: the whole lot is retried.
-                if error.is_none() || !matches!(e, StoreError::Backend(_)) {
-                    error = Some(e);
+    for wave in reqs.chunks(MAX_IN_FLIGHT) {
+        let results = client::join_all(wave.iter().map(|r| client.write_partition(r))).await;
+        for (req, r) in wave.iter().zip(results) {
+            match r {
+                Ok(requests) => {
+                    stats.dialog_requests.fetch_add(requests, Ordering::Relaxed);
+                    stats
+                        .dialog_mutations_persisted
+                        .fetch_add(req.len() as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    failed.extend(req.iter().map(|m| (*m).clone()));
+                    if error.is_none() || !matches!(e, StoreError::Backend(_)) {
+                        error = Some(e);
+                    }
                 }
             }
         }
@@ -285,6 +328,34 @@ mod tests {
             state: vec![s],
             updated_at_ms: 0,
         })
+    }
+
+    #[test]
+    fn requests_are_cut_by_partition_count_and_size() {
+        let big = |c: &str| {
+            DialogMutation::Upsert(DialogRecord {
+                key: key(c),
+                state: vec![0; 10_000],
+                updated_at_ms: 0,
+            })
+        };
+        let mut muts: Vec<DialogMutation> = (0..10).map(|i| up(&format!("s{i}"), 0)).collect();
+        let other = DialogKey {
+            partition: DialogPartition::new("n", 1, 0, 1000),
+            ..key("x")
+        };
+        muts.push(DialogMutation::Delete(other));
+        let r = requests(&muts, 4);
+        let sizes: Vec<usize> = r.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            vec![4, 4, 2, 1],
+            "by count, then the other partition"
+        );
+        let muts: Vec<DialogMutation> = (0..10).map(|i| big(&format!("b{i}"))).collect();
+        let r = requests(&muts, 64);
+        assert!(r.iter().all(|c| c.len() <= 4), "40 KiB cap");
+        assert_eq!(r.iter().map(Vec::len).sum::<usize>(), 10);
     }
 
     #[test]
