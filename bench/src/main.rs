@@ -113,15 +113,19 @@ struct Common {
     kamailio_shm_mb: u32,
     #[arg(long, default_value_t = 32)]
     kamailio_pkg_mb: u32,
-    /// CPU the glommio relay is pinned to.
-    #[arg(long, default_value_t = 0)]
-    relay_core: usize,
+    /// CPU the glommio relay is pinned to, or "none" (unbound).
+    #[arg(long, default_value = "0", value_parser = parse_core)]
+    relay_core: CorePin,
     /// Receives outstanding per socket in the glommio relay.
     #[arg(long, default_value_t = 1)]
     glommio_recv_depth: usize,
     /// glommio relay: spin this many µs before parking (0: never).
     #[arg(long, default_value_t = 0)]
     glommio_spin_us: u64,
+    /// glommio relay: bytes asked of each receive (SIP over UDP fits in
+    /// 64 KiB; glommio allocates that much per receive through io_uring).
+    #[arg(long, default_value_t = 65_535)]
+    glommio_recv_buffer: usize,
     /// The sipring binary (default: target/release/sipring of this workspace).
     #[arg(long)]
     sipring_bin: Option<PathBuf>,
@@ -187,6 +191,9 @@ struct RelayArgs {
     /// glommio: spin before parking, µs.
     #[arg(long, default_value_t = 0)]
     spin_us: u64,
+    /// glommio: bytes asked of each receive.
+    #[arg(long, default_value_t = relay::MAX_DATAGRAM)]
+    recv_buffer: usize,
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (civil-from-days, proleptic
@@ -215,6 +222,19 @@ fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A CPU to pin to, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CorePin(Option<usize>);
+
+fn parse_core(s: &str) -> Result<CorePin, String> {
+    if s == "none" {
+        return Ok(CorePin(None));
+    }
+    s.parse()
+        .map(|c| CorePin(Some(c)))
+        .map_err(|_| format!("{s:?} is neither a CPU number nor \"none\""))
 }
 
 fn parse_targets(names: &[String]) -> Result<Vec<TargetKind>> {
@@ -270,9 +290,10 @@ fn setup(common: &Common) -> Result<Setup> {
         kamailio_shm_mb: common.kamailio_shm_mb,
         kamailio_pkg_mb: common.kamailio_pkg_mb,
         relay_exe: std::env::current_exe().context("locating sipring-bench itself")?,
-        relay_core: Some(common.relay_core),
+        relay_core: common.relay_core.0,
         glommio_recv_depth: common.glommio_recv_depth,
         glommio_spin_us: common.glommio_spin_us,
+        glommio_recv_buffer: common.glommio_recv_buffer,
         sipring_bin: common.sipring_bin.clone().unwrap_or_else(|| {
             bench_dir.parent().map_or_else(
                 || PathBuf::from("sipring"),
@@ -390,6 +411,7 @@ fn run(cli: Cli) -> Result<()> {
                 core: a.core,
                 recv_depth: a.recv_depth,
                 spin_before_park: (a.spin_us > 0).then(|| Duration::from_micros(a.spin_us)),
+                recv_buffer: a.recv_buffer,
             };
             match a.runtime {
                 Runtime::Std => relay::std_net::run(&cfg),
@@ -500,5 +522,8 @@ mod tests {
         assert_eq!(parse_targets(&common.targets).unwrap().len(), 2);
         assert_eq!(common.sipring_serve_args, ["--config", "x.toml"]);
         assert!(parse_targets(&["nope".to_owned()]).is_err());
+        assert_eq!(common.relay_core, CorePin(Some(0)));
+        assert_eq!(parse_core("none"), Ok(CorePin(None)));
+        assert!(parse_core("x").is_err());
     }
 }

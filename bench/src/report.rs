@@ -81,7 +81,7 @@ pub struct RunRecord {
     pub failed_by_reason: BTreeMap<String, u64>,
     pub retransmissions: Retransmissions,
     /// UDP datagrams the kernel dropped during the run, machine-wide
-    /// (receive buffers full: some process fell behind).
+    /// (receive buffers full), including other processes' sockets.
     #[serde(default)]
     pub udp_errors: UdpErrors,
     /// Of those, dropped by each side's sockets ("target", "uac", "uas"),
@@ -188,7 +188,8 @@ pub struct FixedRow {
     pub runs: usize,
     pub calls: Calls,
     pub retransmissions: u64,
-    /// UDP datagrams dropped by the kernel (receive buffer full), all runs.
+    /// UDP datagrams dropped (receive buffer full) by the run's own sockets
+    /// (target, relay, sipp), all runs.
     #[serde(default)]
     pub udp_drops: u64,
     /// Median over runs of the target's CPU per call, µs.
@@ -241,7 +242,7 @@ pub fn fixed_rows(runs: &[RunRecord]) -> Result<Vec<FixedRow>> {
         let mut retransmissions = 0;
         let mut udp_drops = 0;
         for r in &ok {
-            udp_drops += r.udp_errors.rcvbuf_errors;
+            udp_drops += r.udp_socket_drops.values().sum::<u64>();
             calls.attempted += r.calls.attempted;
             calls.successful += r.calls.successful;
             calls.failed += r.calls.failed;
@@ -434,6 +435,10 @@ pub fn render_markdown(meta: &Meta, fixed: &[FixedRow], ramps: &[RampRow]) -> St
             format!(", spin {} µs before park", st.glommio_spin_us)
         } else {
             String::new()
+        } + &if st.glommio_recv_buffer == crate::relay::MAX_DATAGRAM {
+            String::new()
+        } else {
+            format!(", {} B receive buffers", st.glommio_recv_buffer)
         },
         st.sipring_cores,
     );
@@ -759,6 +764,7 @@ mod tests {
                 relay_core: Some(0),
                 glommio_recv_depth: 1,
                 glommio_spin_us: 0,
+                glommio_recv_buffer: 65_535,
                 sipring_bin: "sipring".into(),
                 sipring_cores: 1,
                 sipring_serve_args: vec![],

@@ -188,7 +188,7 @@ impl Harness {
                 record.calls.attempted,
                 record.calls.failed,
                 record.retransmissions.uac + record.retransmissions.uas,
-                record.udp_errors.rcvbuf_errors,
+                record.udp_socket_drops.values().sum::<u64>(),
                 record.target_usage.cpu_us_per_call.unwrap_or(f64::NAN),
                 record.latency.p99_ms
             );

@@ -134,12 +134,19 @@ pub struct TargetSettings {
     pub glommio_recv_depth: usize,
     /// glommio: spin before parking, µs (0: never).
     pub glommio_spin_us: u64,
+    /// glommio: bytes asked of each receive.
+    #[serde(default = "default_recv_buffer")]
+    pub glommio_recv_buffer: usize,
     pub sipring_bin: PathBuf,
     pub sipring_cores: u32,
     /// Extra arguments appended to `sipring serve`.
     pub sipring_serve_args: Vec<String>,
     /// Extra arguments appended to `sipring user add`.
     pub sipring_user_args: Vec<String>,
+}
+
+fn default_recv_buffer() -> usize {
+    crate::relay::MAX_DATAGRAM
 }
 
 /// Where one run of a target happens.
@@ -253,6 +260,9 @@ pub fn plan(kind: TargetKind, env: &TargetEnv<'_>, s: &TargetSettings) -> Result
                 c.args(["--recv-depth", &s.glommio_recv_depth.to_string()]);
                 if s.glommio_spin_us > 0 {
                     c.args(["--spin-us", &s.glommio_spin_us.to_string()]);
+                }
+                if s.glommio_recv_buffer != crate::relay::MAX_DATAGRAM {
+                    c.args(["--recv-buffer", &s.glommio_recv_buffer.to_string()]);
                 }
             }
             c
@@ -410,6 +420,7 @@ mod tests {
             relay_core: Some(0),
             glommio_recv_depth: 2,
             glommio_spin_us: 0,
+            glommio_recv_buffer: 65_535,
             sipring_bin: "/x/sipring".into(),
             sipring_cores: 1,
             sipring_serve_args: vec![],

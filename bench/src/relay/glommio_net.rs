@@ -49,23 +49,26 @@ async fn relay_udp(cfg: &RelayConfig) -> Result<()> {
     let client = cfg
         .client
         .ok_or_else(|| anyhow!("a UDP relay needs the caller's address (--client)"))?;
-    let caller_side =
-        Rc::new(UdpSocket::bind(cfg.listen).map_err(|e| anyhow!("bind {}: {e}", cfg.listen))?);
-    let callee_side = Rc::new(
-        UdpSocket::bind(cfg.upstream_bind)
+    let caller_side = Rc::new(UdpSocket::from(
+        super::udp_socket(cfg.listen).map_err(|e| anyhow!("bind {}: {e}", cfg.listen))?,
+    ));
+    let callee_side = Rc::new(UdpSocket::from(
+        super::udp_socket(cfg.upstream_bind)
             .map_err(|e| anyhow!("bind {}: {e}", cfg.upstream_bind))?,
-    );
+    ));
     for _ in 0..cfg.recv_depth.max(1) {
         glommio::spawn_local(pump(
             Rc::clone(&caller_side),
             Rc::clone(&callee_side),
             cfg.forward_to,
+            cfg.recv_buffer,
         ))
         .detach();
         glommio::spawn_local(pump(
             Rc::clone(&callee_side),
             Rc::clone(&caller_side),
             client,
+            cfg.recv_buffer,
         ))
         .detach();
     }
@@ -75,8 +78,8 @@ async fn relay_udp(cfg: &RelayConfig) -> Result<()> {
 }
 
 /// Moves datagrams arriving on `from` to `dest` through `to`.
-async fn pump(from: Rc<UdpSocket>, to: Rc<UdpSocket>, dest: SocketAddr) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+async fn pump(from: Rc<UdpSocket>, to: Rc<UdpSocket>, dest: SocketAddr, size: usize) {
+    let mut buf = vec![0u8; size.clamp(512, MAX_DATAGRAM)];
     let mut errors = 0u32;
     loop {
         match from.recv_from(&mut buf).await {

@@ -26,10 +26,13 @@ fn run_udp(cfg: &RelayConfig) -> Result<()> {
     let client = cfg
         .client
         .ok_or_else(|| anyhow!("a UDP relay needs the caller's address (--client)"))?;
-    let caller_side =
-        UdpSocket::bind(cfg.listen).with_context(|| format!("bind {}", cfg.listen))?;
-    let callee_side = UdpSocket::bind(cfg.upstream_bind)
-        .with_context(|| format!("bind {}", cfg.upstream_bind))?;
+    let caller_side = UdpSocket::from(
+        super::udp_socket(cfg.listen).with_context(|| format!("bind {}", cfg.listen))?,
+    );
+    let callee_side = UdpSocket::from(
+        super::udp_socket(cfg.upstream_bind)
+            .with_context(|| format!("bind {}", cfg.upstream_bind))?,
+    );
     for s in [&caller_side, &callee_side] {
         s.set_read_timeout(Some(IDLE_CHECK))?;
     }
