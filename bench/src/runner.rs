@@ -32,23 +32,54 @@ const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Picks `n` distinct loopback ports free for both UDP and TCP (Kamailio
 /// listens on both). The probe sockets are held until all are chosen.
 pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let (first, mut rest) = reserve_ports(1, n.saturating_sub(1))?;
+    rest.insert(0, first);
+    Ok(rest)
+}
+
+fn bind_both(port: u16) -> Option<(TcpListener, UdpSocket)> {
+    let tcp = TcpListener::bind((LOCALHOST, port)).ok()?;
+    let udp = UdpSocket::bind((LOCALHOST, tcp.local_addr().ok()?.port())).ok()?;
+    Some((tcp, udp))
+}
+
+/// Picks a block of `block` consecutive loopback ports (sipring binds a
+/// private port per core after its public one) and `extra` other ports, all
+/// free for UDP and TCP and distinct. Returns the block's first port.
+pub fn reserve_ports(block: usize, extra: usize) -> Result<(u16, Vec<u16>)> {
     let mut held = Vec::new();
-    let mut ports = Vec::new();
-    for _ in 0..n * 20 {
-        if ports.len() == n {
+    let mut first = None;
+    for _ in 0..200 {
+        let Some(probe) = bind_both(0) else { continue };
+        let p = probe.0.local_addr()?.port();
+        let mut block_held = vec![probe];
+        for q in 1..block {
+            let Some(next) = p.checked_add(q as u16).and_then(bind_both) else {
+                break;
+            };
+            block_held.push(next);
+        }
+        if block_held.len() == block.max(1) {
+            held.extend(block_held);
+            first = Some(p);
             break;
         }
-        let tcp = TcpListener::bind((LOCALHOST, 0))?;
-        let port = tcp.local_addr()?.port();
-        if let Ok(udp) = UdpSocket::bind((LOCALHOST, port)) {
-            ports.push(port);
-            held.push((tcp, udp));
+    }
+    let first = first.with_context(|| format!("no {block} consecutive free loopback ports"))?;
+    let mut ports = Vec::new();
+    for _ in 0..(extra + 1) * 20 {
+        if ports.len() == extra {
+            break;
+        }
+        if let Some(s) = bind_both(0) {
+            ports.push(s.0.local_addr()?.port());
+            held.push(s);
         }
     }
-    if ports.len() < n {
-        bail!("could not find {n} free loopback ports");
+    if ports.len() < extra {
+        bail!("could not find {extra} free loopback ports");
     }
-    Ok(ports)
+    Ok((first, ports))
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -248,12 +279,13 @@ impl Harness {
         } else {
             None
         };
-        let ports = free_ports(4)?;
+        // The listen port is followed by sipring's private ports, one per core.
+        let (first, ports) = reserve_ports(1 + self.settings.sipring_cores as usize, 3)?;
         let (listen, upstream, uas_addr, uac_addr) = (
+            loopback(first),
             loopback(ports[0]),
             loopback(ports[1]),
             loopback(ports[2]),
-            loopback(ports[3]),
         );
         let run_limit = spec.duration * 2 + Duration::from_secs(40);
 
@@ -591,6 +623,18 @@ pub fn write_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_block_is_consecutive_and_apart() {
+        let (first, others) = reserve_ports(3, 2).unwrap();
+        for p in first..first + 3 {
+            UdpSocket::bind((LOCALHOST, p)).unwrap();
+            TcpListener::bind((LOCALHOST, p)).unwrap();
+            assert!(!others.contains(&p));
+        }
+        assert_eq!(others.len(), 2);
+        assert_ne!(others[0], others[1]);
+    }
 
     #[test]
     fn free_ports_are_distinct_and_bindable() {
