@@ -108,6 +108,10 @@ pub struct ProxyConfig {
     /// Timer C (§16.6): wait for a final response to an INVITE after its
     /// last provisional one, seconds (more than 180).
     pub timer_c_secs: u64,
+    /// 100 Trying to an INVITE: 0 sends it at once; N sends it only if no
+    /// other response went upstream within N ms (RFC 3261 §17.2.1 allows
+    /// up to 200).
+    pub trying_delay_ms: u64,
 }
 
 impl Default for ProxyConfig {
@@ -120,6 +124,7 @@ impl Default for ProxyConfig {
             t2_ms: 4_000,
             t4_ms: 5_000,
             timer_c_secs: 181,
+            trying_delay_ms: 0,
         }
     }
 }
@@ -299,6 +304,9 @@ impl Config {
         }
         if self.proxy.timer_c_secs <= 180 {
             return bad("proxy.timer_c_secs must be more than 180 (RFC 3261 §16.6)");
+        }
+        if self.proxy.trying_delay_ms > 200 {
+            return bad("proxy.trying_delay_ms must be at most 200 (RFC 3261 §17.2.1)");
         }
         if self.proxy.max_request_size < 1_300 {
             return bad("proxy.max_request_size must be at least 1300");

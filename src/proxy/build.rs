@@ -11,21 +11,29 @@
 use std::io::Write;
 
 use super::inbound::{Hdr, Msg, Parsed, Partial, Start, parse};
-use super::route::{Identity, Plan, RR_PARAM};
+use super::route::{Identity, Plan, parse_ip};
 use crate::engine::{Received, Transport};
 
-fn transport_name(t: Transport) -> &'static [u8] {
-    match t {
-        Transport::Udp => b"UDP",
-        Transport::Tcp => b"TCP",
+/// Appends `n` in decimal.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Writes the top Via value with `received` (when the source IP differs
 /// from sent-by) and the `rport` value (when asked for), per §18.2.1 and
 /// RFC 3581; the rest of its line verbatim.
 fn write_top_via_line(out: &mut Vec<u8>, m: &Msg<'_>, rx: Option<&Received<'_>>) {
-    let via = &m.top_via;
+    let via = m.top_via();
     let line = &m.headers[via.header].line;
     let Some(rx) = rx else {
         out.extend_from_slice(&m.bytes[line.clone()]);
@@ -35,20 +43,17 @@ fn write_top_via_line(out: &mut Vec<u8>, m: &Msg<'_>, rx: Option<&Received<'_>>)
     let mut at = line.start;
     if let Some(rport) = &via.rport_span {
         out.extend_from_slice(&m.bytes[at..rport.end]);
-        let _ = write!(out, "={}", src.port());
+        out.push(b'=');
+        push_u64(out, u64::from(src.port()));
         at = rport.end;
     }
     out.extend_from_slice(&m.bytes[at..via.span.end]);
-    // Formatted on the stack: no allocation per message.
-    let mut ip = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut ip[..]);
-    let _ = write!(cursor, "{}", src.ip());
-    let len = usize::try_from(cursor.position()).unwrap_or(0);
-    let ip = &ip[..len];
     // RFC 3581: with rport, received is added even when it equals sent-by.
-    if via.received.is_none() && (via.host != ip || via.rport == Some(None)) {
+    let same_host = parse_ip(via.host) == Some(src.ip());
+    if via.received.is_none() && (!same_host || via.rport == Some(None)) {
         out.extend_from_slice(b";received=");
-        out.extend_from_slice(ip);
+        // Formatted straight into the buffer: no allocation.
+        let _ = write!(out, "{}", src.ip());
     }
     out.extend_from_slice(&m.bytes[via.span.end..line.end]);
 }
@@ -80,19 +85,11 @@ pub(crate) fn forward_request(
             out.extend_from_slice(b"\r\n");
         }
     }
-    out.extend_from_slice(b"Via: SIP/2.0/");
-    out.extend_from_slice(transport_name(transport));
-    let _ = write!(out, " {}:{};branch=", me.host, me.private_port);
+    out.extend_from_slice(me.via_prefix(transport));
     out.extend_from_slice(branch);
     out.extend_from_slice(b"\r\n");
     if record_route {
-        let _ = write!(out, "Record-Route: <sip:{}:{}", me.host, me.private_port);
-        if transport == Transport::Tcp {
-            out.extend_from_slice(b";transport=tcp");
-        }
-        out.extend_from_slice(b";lr;");
-        out.extend_from_slice(RR_PARAM);
-        let _ = write!(out, "={:x}.{}>\r\n", me.node, me.core);
+        out.extend_from_slice(me.record_route(transport));
     }
     if m.max_forwards.is_none() {
         out.extend_from_slice(b"Max-Forwards: 70\r\n");
@@ -109,10 +106,12 @@ pub(crate) fn forward_request(
     };
     for (i, h) in m.headers.iter().enumerate() {
         match h.kind {
-            Hdr::Via if i == m.top_via.header => write_top_via_line(out, m, Some(&rx)),
+            Hdr::Via if i == m.top_via().header => write_top_via_line(out, m, Some(&rx)),
             Hdr::MaxForwards => {
                 let n = m.max_forwards.unwrap_or(70).saturating_sub(1);
-                let _ = write!(out, "Max-Forwards: {n}\r\n");
+                out.extend_from_slice(b"Max-Forwards: ");
+                push_u64(out, u64::from(n));
+                out.extend_from_slice(b"\r\n");
             }
             Hdr::Route if plan.routes.is_some() => {
                 if !routes_written {
@@ -140,7 +139,7 @@ pub(crate) fn forward_request(
 
 /// A response forwarded upstream: the top Via value (ours) removed.
 pub(crate) fn forward_response(out: &mut Vec<u8>, m: &Msg<'_>) {
-    let via = &m.top_via;
+    let via = m.top_via();
     let line = &m.headers[via.header].line;
     out.extend_from_slice(&m.bytes[..line.start]);
     if !via.alone {
@@ -158,7 +157,11 @@ pub(crate) fn forward_response(out: &mut Vec<u8>, m: &Msg<'_>) {
 }
 
 fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_u64(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn to_line(out: &mut Vec<u8>, line: &[u8], has_tag: bool, code: u16, tag: &[u8]) {
@@ -200,7 +203,7 @@ fn response_from(
     for (i, h) in m.headers.iter().enumerate() {
         let line = &m.bytes[h.line.clone()];
         match h.kind {
-            Hdr::Via if i == m.top_via.header => write_top_via_line(out, m, rx),
+            Hdr::Via if i == m.top_via().header => write_top_via_line(out, m, rx),
             Hdr::Via | Hdr::From | Hdr::CallId | Hdr::CSeq => out.extend_from_slice(line),
             Hdr::To => to_line(out, line, m.to_tag.is_some(), code, tag),
             _ => {}
@@ -246,7 +249,7 @@ pub(crate) fn partial_response(
             _ => {}
         }
     }
-    let _ = write!(out, "Content-Length: 0\r\n\r\n");
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
 }
 
 /// Request line, top Via and Route lines, Max-Forwards, From, To, Call-ID
@@ -258,7 +261,7 @@ fn branch_request(out: &mut Vec<u8>, fwd: &Msg<'_>, method: &[u8], to: Option<&[
     out.extend_from_slice(fwd.request_uri_raw());
     out.extend_from_slice(b" SIP/2.0\r\n");
     // Our Via is the first line of what we forwarded, alone on it.
-    out.extend_from_slice(&fwd.bytes[fwd.headers[fwd.top_via.header].line.clone()]);
+    out.extend_from_slice(&fwd.bytes[fwd.headers[fwd.top_via().header].line.clone()]);
     for line in fwd.lines(Hdr::Route) {
         out.extend_from_slice(line);
     }
@@ -277,7 +280,9 @@ fn branch_request(out: &mut Vec<u8>, fwd: &Msg<'_>, method: &[u8], to: Option<&[
     for line in fwd.lines(Hdr::CallId) {
         out.extend_from_slice(line);
     }
-    let _ = write!(out, "CSeq: {} ", fwd.cseq);
+    out.extend_from_slice(b"CSeq: ");
+    push_u64(out, u64::from(fwd.cseq));
+    out.push(b' ');
     out.extend_from_slice(method);
     out.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
 }

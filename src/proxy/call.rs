@@ -156,6 +156,9 @@ pub(crate) struct Call {
     /// The To tag of the responses this proxy generates for this request.
     pub(crate) local_tag: [u8; 16],
     pub(crate) timer: Option<TimerKey>,
+    /// When to send 100 Trying if nothing went upstream by then (§17.2.1,
+    /// `trying_delay`).
+    pub(crate) trying_due: Option<Instant>,
 }
 
 impl Call {
@@ -165,6 +168,7 @@ impl Call {
             .iter()
             .filter_map(Branch::poll_timeout)
             .chain(self.server.poll_timeout())
+            .chain(self.trying_due)
             .min()
     }
 

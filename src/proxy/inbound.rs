@@ -143,6 +143,8 @@ fn parse_port(s: &[u8]) -> Option<u16> {
 
 /// Splits `s` at `sep` outside quotes and angle brackets.
 fn split_top(s: &[u8], sep: u8) -> impl Iterator<Item = Range<usize>> + '_ {
+    // The common case, one value, without a byte-by-byte walk.
+    let single = memchr::memchr(sep, s).is_none();
     let mut start = 0;
     let mut i = 0;
     let mut quoted = false;
@@ -151,6 +153,10 @@ fn split_top(s: &[u8], sep: u8) -> impl Iterator<Item = Range<usize>> + '_ {
     std::iter::from_fn(move || {
         if done {
             return None;
+        }
+        if single {
+            done = true;
+            return Some(0..s.len());
         }
         while i < s.len() {
             let c = s[i];
@@ -306,58 +312,54 @@ pub(crate) fn name_addr_uri(v: &[u8]) -> Option<&[u8]> {
     }
 }
 
-/// The header parameters of a From/To value (after `>` or the addr-spec).
-fn addr_params(v: &[u8]) -> Option<&[u8]> {
+/// Reads a From/To value: `None` when it is malformed (an unterminated
+/// quoted display name, a display name that is not tokens, no URI), else
+/// its tag parameter if any. The URI itself is not parsed: a proxy does not
+/// route by From or To.
+fn addr_tag(v: &[u8]) -> Option<Option<&[u8]>> {
     let v = trim(v);
-    let mut quoted = false;
-    let mut i = 0;
-    let mut after = None;
-    while i < v.len() {
-        match v[i] {
-            b'\\' if quoted => i += 1,
-            b'"' => quoted = !quoted,
-            b'<' if !quoted => {
-                let close = i + v[i..].iter().position(|&b| b == b'>')?;
-                after = Some(close + 1);
-                break;
+    let (uri, params) = match v.first() {
+        Some(b'"') => {
+            // Quoted display name, then <uri>.
+            let mut i = 1;
+            loop {
+                match v.get(i)? {
+                    b'\\' => i += 2,
+                    b'"' => break,
+                    _ => i += 1,
+                }
             }
-            _ => {}
+            let rest = trim(&v[i + 1..]);
+            let inner = rest.strip_prefix(b"<")?;
+            let close = memchr::memchr(b'>', inner)?;
+            (&inner[..close], &inner[close + 1..])
         }
-        i += 1;
-    }
-    if quoted {
+        _ => match memchr::memchr(b'<', v) {
+            Some(open) => {
+                let name = &v[..open];
+                let token = |b: &u8| b.is_ascii_alphanumeric() || b" \t-.!%*_+`'~".contains(b);
+                if !name.iter().all(token) {
+                    return None;
+                }
+                let close = open + memchr::memchr(b'>', &v[open..])?;
+                (&v[open + 1..close], &v[close + 1..])
+            }
+            None => {
+                // addr-spec: everything after ';' is header parameters.
+                let end = memchr::memchr(b';', v).unwrap_or(v.len());
+                let uri = trim(&v[..end]);
+                if uri.iter().any(u8::is_ascii_whitespace) {
+                    return None;
+                }
+                (uri, &v[end..])
+            }
+        },
+    };
+    let uri = trim(uri);
+    if uri.is_empty() || memchr::memchr(b':', uri).is_none() {
         return None;
     }
-    Some(match after {
-        Some(a) => &v[a..],
-        None => match v.iter().position(|&b| b == b';') {
-            Some(p) => &v[p..],
-            None => &v[v.len()..],
-        },
-    })
-}
-
-/// Whether a From/To value is a well-formed enough name-addr or addr-spec.
-fn valid_addr(v: &[u8]) -> bool {
-    let Some(uri) = name_addr_uri(v) else {
-        return false;
-    };
-    let Some(params) = addr_params(v) else {
-        return false;
-    };
-    let Some(open) = v.iter().position(|&b| b == b'<') else {
-        // addr-spec: no display name; the URI itself has no spaces.
-        return Uri::parse(uri).is_some();
-    };
-    // A display name is a quoted string or tokens.
-    let name = trim(&v[..open]);
-    let name_ok = name.is_empty()
-        || (name.first() == Some(&b'"') && name.last() == Some(&b'"') && name.len() >= 2)
-        || name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b" -.!%*_+`'~".contains(&b));
-    let _ = params;
-    name_ok && Uri::parse(uri).is_some()
+    Some(find_param(params, b"tag"))
 }
 
 fn parse_via(raw: &[u8], span: Range<usize>, header: usize, alone: bool) -> Option<Via<'_>> {
@@ -438,7 +440,13 @@ pub(crate) struct Msg<'a> {
     pub(crate) start_line: Range<usize>,
     /// The SIP version is 2.0.
     pub(crate) version_ok: bool,
-    pub(crate) top_via: Via<'a>,
+    /// Every Via value, top first (parsed once).
+    pub(crate) vias: SmallVec<[Via<'a>; 3]>,
+    /// Every Route value, in order.
+    pub(crate) route_values: SmallVec<[&'a [u8]; 4]>,
+    /// The parsed Request-URI (requests).
+    pub(crate) ruri: Option<Uri<'a>>,
+    pub(crate) has_proxy_require: bool,
     pub(crate) call_id: &'a [u8],
     pub(crate) cseq: u32,
     pub(crate) cseq_method: &'a [u8],
@@ -495,45 +503,23 @@ pub(crate) enum Reject<'a> {
 
 impl<'a> Msg<'a> {
     /// Every Via value, top first.
-    pub(crate) fn vias(&self) -> impl Iterator<Item = Via<'a>> + '_ {
-        let bytes = self.bytes;
-        self.headers
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| h.kind == Hdr::Via)
-            .flat_map(move |(i, h)| {
-                let v = &bytes[h.value.clone()];
-                let n = split_top(v, b',').count();
-                split_top(v, b',').filter_map(move |r| {
-                    let start = h.value.start + r.start;
-                    parse_via(
-                        &bytes[start..h.value.start + r.end],
-                        start..h.value.start + r.end,
-                        i,
-                        n == 1,
-                    )
-                })
-            })
+    pub(crate) fn vias(&self) -> std::slice::Iter<'_, Via<'a>> {
+        self.vias.iter()
+    }
+
+    /// The top Via value.
+    pub(crate) fn top_via(&self) -> &Via<'a> {
+        &self.vias[0]
     }
 
     /// The Via value after the top one.
-    pub(crate) fn second_via(&self) -> Option<Via<'a>> {
-        self.vias().nth(1)
+    pub(crate) fn second_via(&self) -> Option<&Via<'a>> {
+        self.vias.get(1)
     }
 
     /// Every Route value, in order.
     pub(crate) fn routes(&self) -> impl Iterator<Item = RouteValue<'a>> + '_ {
-        let bytes = self.bytes;
-        self.headers
-            .iter()
-            .filter(|h| h.kind == Hdr::Route)
-            .flat_map(move |h| {
-                let v = &bytes[h.value.clone()];
-                split_top(v, b',').filter_map(move |r| {
-                    let raw = trim(&v[r]);
-                    (!raw.is_empty()).then_some(RouteValue { raw })
-                })
-            })
+        self.route_values.iter().map(|&raw| RouteValue { raw })
     }
 
     /// The option tags of every Proxy-Require header.
@@ -541,7 +527,7 @@ impl<'a> Msg<'a> {
         let bytes = self.bytes;
         self.headers
             .iter()
-            .filter(|h| h.kind == Hdr::ProxyRequire)
+            .filter(|h| self.has_proxy_require && h.kind == Hdr::ProxyRequire)
             .flat_map(move |h| {
                 bytes[h.value.clone()]
                     .split(|&b| b == b',')
@@ -560,7 +546,7 @@ impl<'a> Msg<'a> {
 
     /// The parsed Request-URI.
     pub(crate) fn request_uri(&self) -> Option<Uri<'a>> {
-        Uri::parse(self.request_uri_raw())
+        self.ruri.clone()
     }
 
     /// Whether the request's method is `method`.
@@ -618,15 +604,41 @@ fn answer<'a>(
     }
 }
 
-/// Parses a message.
+/// The end of the line starting at `from` (the index of its CR), if a CRLF
+/// follows.
+fn line_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        let lf = at + memchr::memchr(b'\n', bytes.get(at..)?)?;
+        if lf > from && bytes[lf - 1] == b'\r' {
+            return Some(lf - 1);
+        }
+        at = lf + 1;
+    }
+}
+
+/// Parses a message: one pass over the header lines that records every
+/// line's span and kind, and parses what routing needs (Via values, Route
+/// values, the single-valued headers) as it goes.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
-    // Start line.
-    let Some(eol) = memchr::memmem::find(bytes, b"\r\n") else {
+    let Some(eol) = line_end(bytes, 0) else {
         return Err(Reject::Drop);
     };
     let line = &bytes[..eol];
-    // Headers.
+    let response = line.starts_with(b"SIP/");
     let mut headers: SmallVec<[Header; 24]> = SmallVec::new();
+    let mut vias: SmallVec<[Via<'_>; 3]> = SmallVec::new();
+    let mut route_values: SmallVec<[&[u8]; 4]> = SmallVec::new();
+    let mut bad_via = false;
+    let mut has_proxy_require = false;
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut from = None;
+    let mut to = None;
+    let mut max_forwards = None;
+    let mut content_length: Option<usize> = None;
+    let mut content_length_bad = false;
+    let mut duplicate = false;
     let mut pos = eol + 2;
     let headers_end;
     loop {
@@ -634,48 +646,83 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
             headers_end = pos;
             break;
         }
-        let Some(rel) = memchr::memmem::find(&bytes[pos..], b"\r\n") else {
+        let Some(mut end) = line_end(bytes, pos) else {
+            if pos >= bytes.len() || !bytes[pos..].contains(&b':') {
+                // No empty line after the headers (RFC 4475 baddn).
+                return Err(answer(bytes, &headers, response, 400, "Missing Empty Line"));
+            }
             return Err(Reject::Drop);
         };
-        let mut end = pos + rel;
         // Folded continuation lines belong to this header.
         while matches!(bytes.get(end + 2), Some(b' ' | b'\t')) {
-            let Some(rel) = memchr::memmem::find(&bytes[end + 2..], b"\r\n") else {
+            let Some(e) = line_end(bytes, end + 2) else {
                 return Err(Reject::Drop);
             };
-            end = end + 2 + rel;
+            end = e;
         }
         let text = &bytes[pos..end];
-        let Some(colon) = text.iter().position(|&b| b == b':') else {
+        let Some(colon) = memchr::memchr(b':', text) else {
             return Err(Reject::Drop);
         };
         let name = trim(&text[..colon]);
-        if name.is_empty() || name.iter().any(|b| b.is_ascii_whitespace()) {
+        if name.is_empty() || name.iter().any(u8::is_ascii_whitespace) {
             return Err(Reject::Drop);
         }
-        let vstart = pos + colon + 1;
-        let lead = bytes[vstart..end].len() - bytes[vstart..end].trim_ascii_start().len();
-        let tail = bytes[vstart..end].len() - bytes[vstart..end].trim_ascii_end().len();
+        let raw_value = &bytes[pos + colon + 1..end];
+        let value = trim(raw_value);
+        let vstart = pos + colon + 1 + (raw_value.len() - raw_value.trim_ascii_start().len());
+        let kind = Hdr::classify(name);
+        let index = headers.len();
+        match kind {
+            Hdr::Via => {
+                let n = split_top(value, b',').count();
+                for r in split_top(value, b',') {
+                    let span = vstart + r.start..vstart + r.end;
+                    match parse_via(&bytes[span.clone()], span, index, n == 1) {
+                        Some(v) => vias.push(v),
+                        None => bad_via = true,
+                    }
+                }
+            }
+            Hdr::Route => {
+                for r in split_top(value, b',') {
+                    let v = trim(&value[r]);
+                    if !v.is_empty() {
+                        route_values.push(v);
+                    }
+                }
+            }
+            Hdr::ProxyRequire => has_proxy_require = true,
+            Hdr::ContentLength => match parse_u32(value) {
+                Some(n) => {
+                    if content_length.is_some_and(|c| c != n as usize) {
+                        duplicate = true;
+                    }
+                    content_length = Some(n as usize);
+                }
+                None => content_length_bad = true,
+            },
+            Hdr::CallId | Hdr::CSeq | Hdr::From | Hdr::To | Hdr::MaxForwards => {
+                let slot = match kind {
+                    Hdr::CallId => &mut call_id,
+                    Hdr::CSeq => &mut cseq,
+                    Hdr::From => &mut from,
+                    Hdr::To => &mut to,
+                    _ => &mut max_forwards,
+                };
+                duplicate |= slot.is_some();
+                *slot = Some(value);
+            }
+            _ => {}
+        }
         headers.push(Header {
-            kind: Hdr::classify(name),
+            kind,
             line: pos..end + 2,
-            value: vstart + lead..(end - tail).max(vstart + lead),
+            value: vstart..vstart + value.len(),
         });
         pos = end + 2;
-        if pos >= bytes.len() {
-            // No empty line after the headers (RFC 4475 baddn).
-            return Err(answer(
-                bytes,
-                &headers,
-                bytes.starts_with(b"SIP/"),
-                400,
-                "Missing Empty Line",
-            ));
-        }
     }
     let body_start = headers_end + 2;
-
-    let response = line.starts_with(b"SIP/");
     let answerable = |code, reason| answer(bytes, &headers, response, code, reason);
 
     let start = if response {
@@ -697,7 +744,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
         else {
             return Err(answerable(400, "Malformed Request-Line"));
         };
-        if method.is_empty() || uri.is_empty() || !method.iter().all(|b| b.is_ascii_graphic()) {
+        if method.is_empty() || uri.is_empty() || !method.iter().all(u8::is_ascii_graphic) {
             return Err(answerable(400, "Malformed Request-Line"));
         }
         Start::Request { method, uri }
@@ -706,48 +753,30 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
         Start::Request { .. } => line.ends_with(b" SIP/2.0"),
         Start::Response { .. } => true,
     };
-
-    // Single-valued headers.
-    let mut call_id = None;
-    let mut cseq = None;
-    let mut from = None;
-    let mut to = None;
-    let mut max_forwards = None;
-    let mut content_length: Option<usize> = None;
-    for h in &headers {
-        let v = &bytes[h.value.clone()];
-        let slot = match h.kind {
-            Hdr::CallId => &mut call_id,
-            Hdr::CSeq => &mut cseq,
-            Hdr::From => &mut from,
-            Hdr::To => &mut to,
-            Hdr::MaxForwards => &mut max_forwards,
-            Hdr::ContentLength => {
-                let Some(n) = parse_u32(v) else {
-                    return Err(answerable(400, "Bad Content-Length"));
-                };
-                if content_length.is_some_and(|c| c != n as usize) {
-                    return Err(answerable(400, "Conflicting Content-Length"));
-                }
-                content_length = Some(n as usize);
-                continue;
-            }
-            _ => continue,
-        };
-        if slot.is_some() {
-            return Err(answerable(400, "Duplicate Header"));
-        }
-        *slot = Some(v);
+    if content_length_bad {
+        return Err(answerable(400, "Bad Content-Length"));
+    }
+    if duplicate && content_length.is_some() && {
+        let lengths = headers
+            .iter()
+            .filter(|h| h.kind == Hdr::ContentLength)
+            .count();
+        lengths > 1
+    } {
+        return Err(answerable(400, "Conflicting Content-Length"));
+    }
+    if duplicate {
+        return Err(answerable(400, "Duplicate Header"));
     }
     let (Some(call_id), Some(cseq), Some(from), Some(to)) = (call_id, cseq, from, to) else {
         return Err(answerable(400, "Missing Required Header"));
     };
-    if call_id.is_empty() || call_id.iter().any(|b| b.is_ascii_whitespace()) {
+    if call_id.is_empty() || call_id.iter().any(u8::is_ascii_whitespace) {
         return Err(answerable(400, "Bad Call-ID"));
     }
     let cseq_num_end = cseq
         .iter()
-        .position(|b| b.is_ascii_whitespace())
+        .position(u8::is_ascii_whitespace)
         .unwrap_or(cseq.len());
     let Some(cseq_num) = parse_u32(&cseq[..cseq_num_end]).filter(|&n| n < 1 << 31) else {
         return Err(answerable(400, "Bad CSeq"));
@@ -763,12 +792,19 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
         },
         None => None,
     };
-    if !valid_addr(from) || !valid_addr(to) {
+    let (Some(from_tag), Some(to_tag)) = (addr_tag(from), addr_tag(to)) else {
         return Err(answerable(400, "Malformed From or To"));
+    };
+    if vias.is_empty() {
+        if !headers.iter().any(|h| h.kind == Hdr::Via) {
+            return Err(Reject::Drop);
+        }
+        return Err(answerable(400, "Malformed Via"));
     }
-    let from_tag = addr_params(from).and_then(|p| find_param(p, b"tag"));
-    let to_tag = addr_params(to).and_then(|p| find_param(p, b"tag"));
-
+    // Every Via must parse: a proxy must not forward a broken one.
+    if bad_via {
+        return Err(answerable(400, "Malformed Via"));
+    }
     let body = match content_length {
         Some(n) if body_start + n > bytes.len() => {
             return Err(answerable(400, "Content-Length Larger Than Message"));
@@ -776,25 +812,19 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
         Some(n) => body_start..body_start + n,
         None => body_start..bytes.len(),
     };
-
-    let mut msg = Msg {
+    let ruri = match start {
+        Start::Request { uri, .. } => Uri::parse(uri),
+        Start::Response { .. } => None,
+    };
+    let msg = Msg {
         bytes,
         start,
         start_line: 0..eol,
         version_ok,
-        top_via: Via {
-            raw: &bytes[..0],
-            span: 0..0,
-            header: 0,
-            alone: true,
-            transport: &bytes[..0],
-            host: &bytes[..0],
-            port: None,
-            branch: None,
-            rport: None,
-            rport_span: None,
-            received: None,
-        },
+        vias,
+        route_values,
+        ruri,
+        has_proxy_require,
         call_id,
         cseq: cseq_num,
         cseq_method,
@@ -806,26 +836,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
         body,
         has_content_length: content_length.is_some(),
     };
-    let Some(top_via) = msg.vias().next() else {
-        if !msg.headers.iter().any(|h| h.kind == Hdr::Via) {
-            return Err(Reject::Drop);
-        }
-        return Err(answer(bytes, &msg.headers, false, 400, "Malformed Via"));
-    };
-    // Every Via must parse (a proxy must not forward a broken one).
-    let via_values: usize = msg
-        .headers
-        .iter()
-        .filter(|h| h.kind == Hdr::Via)
-        .map(|h| split_top(&bytes[h.value.clone()], b',').count())
-        .sum();
-    if msg.vias().count() != via_values {
-        return Err(answer(bytes, &msg.headers, false, 400, "Malformed Via"));
-    }
-    msg.top_via = top_via;
-    Ok(match msg.start {
-        Start::Request { .. } => Parsed::Request(msg),
-        Start::Response { .. } => Parsed::Response(msg),
+    Ok(if response {
+        Parsed::Response(msg)
+    } else {
+        Parsed::Request(msg)
     })
 }
 

@@ -22,13 +22,15 @@ pub(crate) struct Identity {
     ips: SmallVec<[IpAddr; 2]>,
     /// The public SIP port (UDP or TCP).
     pub(crate) public_port: u16,
-    /// This core's private port.
-    pub(crate) private_port: u16,
     /// The first core's private port (ports `private_base..private_base+cores`).
     private_base: u16,
     cores: CoreId,
-    pub(crate) core: CoreId,
-    pub(crate) node: u64,
+    /// `Via: SIP/2.0/UDP host:port;branch=` and the TCP one, written once.
+    via_udp: Vec<u8>,
+    via_tcp: Vec<u8>,
+    /// Our Record-Route line for UDP and for TCP.
+    rr_udp: Vec<u8>,
+    rr_tcp: Vec<u8>,
 }
 
 impl Identity {
@@ -43,15 +45,42 @@ impl Identity {
         }
         let public_port = public.map_or(5060, |a| a.port());
         let private_port = private.map_or(public_port, |a| a.port());
+        let host = &ctx.advertised_host;
+        let via = |t: &str| format!("Via: SIP/2.0/{t} {host}:{private_port};branch=").into_bytes();
+        let sr = std::str::from_utf8(RR_PARAM).unwrap_or("sr");
+        let rr = |t: &str| {
+            format!(
+                "Record-Route: <sip:{host}:{private_port}{t};lr;{sr}={node:x}.{}>\r\n",
+                ctx.core
+            )
+            .into_bytes()
+        };
         Identity {
+            via_udp: via("UDP"),
+            via_tcp: via("TCP"),
+            rr_udp: rr(""),
+            rr_tcp: rr(";transport=tcp"),
             host: ctx.advertised_host.clone(),
             ips,
             public_port,
-            private_port,
             private_base: private_port.saturating_sub(ctx.core),
             cores: ctx.cores.max(1),
-            core: ctx.core,
-            node,
+        }
+    }
+
+    /// The start of our Via line, up to the branch value.
+    pub(crate) fn via_prefix(&self, t: Transport) -> &[u8] {
+        match t {
+            Transport::Udp => &self.via_udp,
+            Transport::Tcp => &self.via_tcp,
+        }
+    }
+
+    /// Our Record-Route line.
+    pub(crate) fn record_route(&self, t: Transport) -> &[u8] {
+        match t {
+            Transport::Udp => &self.rr_udp,
+            Transport::Tcp => &self.rr_tcp,
         }
     }
 
@@ -84,7 +113,7 @@ impl Identity {
         let mut hex = [0u8; 16];
         hex_into(&mut hex, loop_hash);
         m.vias().any(|v| {
-            self.is_my_via(&v)
+            self.is_my_via(v)
                 && v.branch.is_some_and(|b| {
                     b.len() == BRANCH_LEN
                         && b.starts_with(MAGIC_COOKIE)
@@ -228,9 +257,9 @@ fn uri_hop<'a>(uri: &Uri<'a>) -> Result<NextHop<'a>, NoRoute> {
 /// except those that come from it, which follow their Route and
 /// Request-URI (so the callee's BYE goes back to the caller). `target`, a
 /// contact from the location service (§16.5), replaces the Request-URI.
-pub(crate) fn plan<'a>(
+pub(crate) fn plan<'a, 'm: 'a>(
     me: &Identity,
-    m: &Msg<'a>,
+    m: &Msg<'m>,
     forward_to: Option<SocketAddr>,
     from: Peer,
     target: Option<&'a [u8]>,
@@ -331,7 +360,7 @@ fn forward_hop<'a>(forward_to: Option<SocketAddr>, from: Peer) -> Option<NextHop
 /// connection for TCP; for UDP to the source address when the top Via asks
 /// for rport, else to the source IP and the sent-by port.
 pub(crate) fn response_peer(m: &Msg<'_>, rx: Received<'_>) -> Peer {
-    via_response_peer(&m.top_via, rx)
+    via_response_peer(m.top_via(), rx)
 }
 
 pub(crate) fn via_response_peer(via: &Via<'_>, rx: Received<'_>) -> Peer {

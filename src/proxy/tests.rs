@@ -390,6 +390,38 @@ fn uac_proxy_uas_call() {
 }
 
 #[test]
+fn delayed_100_trying_is_sent_only_when_needed() {
+    let mut net = Net::new(ProxySettings {
+        forward_to: Some(addr(UAS)),
+        trying_delay: ms(200),
+        ..ProxySettings::default()
+    });
+    // The callee rings within 200 ms: no 100 at all.
+    net.send(UAC, &invite("z9hG4bK-d1", "d1@uac"));
+    let inv = net.take_one();
+    assert_eq!(inv.method(), Some("INVITE"));
+    net.run_for(ms(50));
+    net.reply(UAS, &respond(&inv, 180, "Ringing", Some("b1")));
+    assert_eq!(net.take_one().status(), Some(180));
+    net.run_for(ms(1_000));
+    assert!(net.take().is_empty());
+    // Silence for 200 ms: the 100 goes out then.
+    net.send(UAC, &invite("z9hG4bK-d2", "d2@uac"));
+    assert_eq!(net.take_one().method(), Some("INVITE"));
+    net.run_for(ms(199));
+    assert!(net.take().is_empty());
+    net.run_for(ms(1));
+    assert_eq!(net.take_one().status(), Some(100));
+    // A retransmission before that gets the 100 at once.
+    let inv3 = invite("z9hG4bK-d3", "d3@uac");
+    net.send(UAC, &inv3);
+    net.take();
+    net.run_for(ms(100));
+    net.send(UAC, &inv3);
+    assert_eq!(net.take_one().status(), Some(100));
+}
+
+#[test]
 fn retransmissions_are_absorbed_both_ways() {
     let mut net = Net::forward_to();
     let inv_bytes = invite("z9hG4bK-r1", "call-r@uac");
