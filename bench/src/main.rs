@@ -311,7 +311,7 @@ fn setup(common: &Common) -> Result<Setup> {
     };
     let machine = Machine::detect();
     let mut notes = Vec::new();
-    if machine.loadavg_at_start > 0.5 {
+    if machine.loadavg_at_start > 1.0 {
         notes.push(format!(
             "the machine was not quiet when the run started (load average {:.2}): \
              other work shared the cores",

@@ -201,8 +201,8 @@ pub fn ramp(path: &Path, title: &str, rows: &[RampRow]) -> Result<()> {
         .iter()
         .flat_map(|r| r.points.iter().map(|p| p.p99_ms))
         .filter(|x| x.is_finite())
-        .fold(1.0_f64, f64::max)
-        * 1.15;
+        .fold(10.0_f64, f64::max)
+        * 1.5;
     let mut up = ChartBuilder::on(&top)
         .caption(title, ("sans-serif", 22))
         .margin(15)
@@ -220,12 +220,12 @@ pub fn ramp(path: &Path, title: &str, rows: &[RampRow]) -> Result<()> {
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max, 0.0..p99_max)
+        .build_cartesian_2d(0.0..x_max, (1.0..p99_max).log_scale())
         .map_err(err)?;
     down.configure_mesh()
         .label_style(("sans-serif", 14))
         .x_desc("offered calls/s")
-        .y_desc("p99 latency, ms")
+        .y_desc("p99 latency, ms (log; below 1 shown as 1)")
         .draw()
         .map_err(err)?;
     for r in rows {
@@ -239,7 +239,7 @@ pub fn ramp(path: &Path, title: &str, rows: &[RampRow]) -> Result<()> {
             .points
             .iter()
             .filter(|p| p.p99_ms.is_finite())
-            .map(|p| (f64::from(p.offered_rate), p.p99_ms))
+            .map(|p| (f64::from(p.offered_rate), p.p99_ms.max(1.0)))
             .collect();
         up.draw_series(LineSeries::new(succ.clone(), c.stroke_width(2)))
             .map_err(err)?
@@ -313,6 +313,7 @@ mod tests {
             limits: vec![Limit::Failures],
             points: vec![
                 RampPoint {
+                    drops: Default::default(),
                     offered_rate: 1000,
                     success_pct: 100.0,
                     p99_ms: 1.0,
@@ -320,6 +321,7 @@ mod tests {
                     achieved_rate: Some(1000.0),
                 },
                 RampPoint {
+                    drops: Default::default(),
                     offered_rate: 2000,
                     success_pct: 99.0,
                     p99_ms: 30.0,

@@ -319,13 +319,17 @@ pub struct RampRow {
 }
 
 /// One offered rate of a ramp, medians over repeats.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RampPoint {
     pub offered_rate: u32,
     pub success_pct: f64,
     pub p99_ms: f64,
     pub cpu_us_per_call: Option<f64>,
     pub achieved_rate: Option<f64>,
+    /// UDP drops of the run's sockets, by socket, summed over repeats: who
+    /// fell behind (the target, or sipp).
+    #[serde(default)]
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// The highest clean rate of one ramp (steps in increasing rate) and what
@@ -375,7 +379,14 @@ pub fn ramp_rows(runs: &[RunRecord], c: &Criteria) -> Vec<RampRow> {
                 .filter_map(|r| r.target_usage.cpu_us_per_call)
                 .collect();
             let achieved: Vec<f64> = ok.iter().filter_map(|r| r.achieved_rate).collect();
+            let mut drops = BTreeMap::new();
+            for r in &ok {
+                for (k, v) in &r.udp_socket_drops {
+                    *drops.entry(k.clone()).or_insert(0) += v;
+                }
+            }
             points.push(RampPoint {
+                drops,
                 offered_rate: rate,
                 success_pct: stats::median(&success).unwrap_or(0.0),
                 p99_ms: stats::median(&p99).unwrap_or(f64::NAN),
@@ -543,21 +554,27 @@ pub fn render_markdown(meta: &Meta, fixed: &[FixedRow], ramps: &[RampRow]) -> St
         let _ = writeln!(s, "\nPer step (medians over repeats):\n");
         let _ = writeln!(
             s,
-            "| scenario | target | offered/s | achieved/s | success % | p99 ms | CPU µs/call |"
+            "| scenario | target | offered/s | achieved/s | success % | p99 ms | CPU µs/call | UDP drops by |"
         );
-        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
+        let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|---|");
         for r in ramps {
             for p in &r.points {
+                let drops: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {:.2} | {} | {} |",
+                    "| {} | {} | {} | {} | {:.2} | {} | {} | {} |",
                     r.scenario,
                     r.target,
                     p.offered_rate,
                     opt(p.achieved_rate, 0),
                     p.success_pct,
                     opt(Some(p.p99_ms), 0),
-                    opt(p.cpu_us_per_call, 0)
+                    opt(p.cpu_us_per_call, 0),
+                    if drops.is_empty() {
+                        "–".to_owned()
+                    } else {
+                        drops.join(", ")
+                    }
                 );
             }
         }
