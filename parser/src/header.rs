@@ -1,0 +1,361 @@
+//! Header names: [`HeaderKind`] for the names sipring knows, classified
+//! case-insensitively in full and compact form (RFC 3261 §7.3.3 and the
+//! IANA compact forms `i m e l f s k t v c r o u x a b d j y n`).
+//!
+//! Classification is a hash of (length, first, last byte) into a 128-slot
+//! table built at compile time, then one case-insensitive compare: a
+//! header costs a few cycles whatever its name.
+
+macro_rules! header_kinds {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal $(, $compact:literal)? ;)*) => {
+        /// A header name sipring knows, or [`HeaderKind::Other`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        #[repr(u8)]
+        pub enum HeaderKind {
+            $($(#[$doc])* $variant,)*
+            /// Any other name (kept as written in the header's name span).
+            Other,
+        }
+
+        const KINDS: &[HeaderKind] = &[$(HeaderKind::$variant,)*];
+        const NAMES: &[&[u8]] = &[$($name.as_bytes(),)*];
+        const COMPACTS: &[(u8, HeaderKind)] = &[$($(($compact, HeaderKind::$variant),)?)*];
+
+        impl HeaderKind {
+            /// The canonical full name (empty for `Other`).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(HeaderKind::$variant => $name,)*
+                    HeaderKind::Other => "",
+                }
+            }
+
+            /// The compact form's letter, if the name has one.
+            pub const fn compact(self) -> Option<u8> {
+                match self {
+                    $($(HeaderKind::$variant => Some($compact),)?)*
+                    _ => None,
+                }
+            }
+
+            /// `Malformed <Name> Header`: a 400 reason phrase.
+            pub(crate) const fn malformed_reason(self) -> &'static str {
+                match self {
+                    $(HeaderKind::$variant => concat!("Malformed ", $name, " Header"),)*
+                    HeaderKind::Other => "Malformed Header",
+                }
+            }
+
+            /// `Missing <Name> Header`.
+            pub(crate) const fn missing_reason(self) -> &'static str {
+                match self {
+                    $(HeaderKind::$variant => concat!("Missing ", $name, " Header"),)*
+                    HeaderKind::Other => "Missing Header",
+                }
+            }
+
+            /// `Multiple <Name> Headers`.
+            pub(crate) const fn duplicate_reason(self) -> &'static str {
+                match self {
+                    $(HeaderKind::$variant => concat!("Multiple ", $name, " Headers"),)*
+                    HeaderKind::Other => "Multiple Headers",
+                }
+            }
+        }
+    };
+}
+
+header_kinds! {
+    /// Via (compact `v`).
+    Via = "Via", b'v';
+    /// From (compact `f`).
+    From = "From", b'f';
+    /// To (compact `t`).
+    To = "To", b't';
+    /// Call-ID (compact `i`).
+    CallId = "Call-ID", b'i';
+    /// CSeq.
+    CSeq = "CSeq";
+    /// Max-Forwards.
+    MaxForwards = "Max-Forwards";
+    /// Contact (compact `m`).
+    Contact = "Contact", b'm';
+    /// Route.
+    Route = "Route";
+    /// Record-Route.
+    RecordRoute = "Record-Route";
+    /// Path (RFC 3327).
+    Path = "Path";
+    /// Content-Length (compact `l`).
+    ContentLength = "Content-Length", b'l';
+    /// Content-Type (compact `c`).
+    ContentType = "Content-Type", b'c';
+    /// Content-Encoding (compact `e`).
+    ContentEncoding = "Content-Encoding", b'e';
+    /// Expires.
+    Expires = "Expires";
+    /// Min-Expires.
+    MinExpires = "Min-Expires";
+    /// Require.
+    Require = "Require";
+    /// Proxy-Require.
+    ProxyRequire = "Proxy-Require";
+    /// Supported (compact `k`).
+    Supported = "Supported", b'k';
+    /// Unsupported.
+    Unsupported = "Unsupported";
+    /// Authorization.
+    Authorization = "Authorization";
+    /// Proxy-Authorization.
+    ProxyAuthorization = "Proxy-Authorization";
+    /// WWW-Authenticate.
+    WwwAuthenticate = "WWW-Authenticate";
+    /// Proxy-Authenticate.
+    ProxyAuthenticate = "Proxy-Authenticate";
+    /// Authentication-Info.
+    AuthenticationInfo = "Authentication-Info";
+    /// Subject (compact `s`).
+    Subject = "Subject", b's';
+    /// Refer-To (compact `r`, RFC 3515).
+    ReferTo = "Refer-To", b'r';
+    /// Event (compact `o`, RFC 6665).
+    Event = "Event", b'o';
+    /// Allow-Events (compact `u`).
+    AllowEvents = "Allow-Events", b'u';
+    /// Session-Expires (compact `x`, RFC 4028).
+    SessionExpires = "Session-Expires", b'x';
+    /// Accept-Contact (compact `a`, RFC 3841).
+    AcceptContact = "Accept-Contact", b'a';
+    /// Referred-By (compact `b`, RFC 3892).
+    ReferredBy = "Referred-By", b'b';
+    /// Request-Disposition (compact `d`, RFC 3841).
+    RequestDisposition = "Request-Disposition", b'd';
+    /// Reject-Contact (compact `j`, RFC 3841).
+    RejectContact = "Reject-Contact", b'j';
+    /// Identity (compact `y`, RFC 8224).
+    Identity = "Identity", b'y';
+    /// Identity-Info (compact `n`, RFC 4474).
+    IdentityInfo = "Identity-Info", b'n';
+    /// Accept.
+    Accept = "Accept";
+    /// Accept-Encoding.
+    AcceptEncoding = "Accept-Encoding";
+    /// Accept-Language.
+    AcceptLanguage = "Accept-Language";
+    /// Alert-Info.
+    AlertInfo = "Alert-Info";
+    /// Allow.
+    Allow = "Allow";
+    /// Call-Info.
+    CallInfo = "Call-Info";
+    /// Content-Disposition.
+    ContentDisposition = "Content-Disposition";
+    /// Content-Language.
+    ContentLanguage = "Content-Language";
+    /// Date.
+    Date = "Date";
+    /// Error-Info.
+    ErrorInfo = "Error-Info";
+    /// In-Reply-To.
+    InReplyTo = "In-Reply-To";
+    /// MIME-Version.
+    MimeVersion = "MIME-Version";
+    /// Min-SE (RFC 4028).
+    MinSe = "Min-SE";
+    /// Organization.
+    Organization = "Organization";
+    /// P-Asserted-Identity (RFC 3325).
+    PAssertedIdentity = "P-Asserted-Identity";
+    /// P-Preferred-Identity (RFC 3325).
+    PPreferredIdentity = "P-Preferred-Identity";
+    /// Priority.
+    Priority = "Priority";
+    /// Privacy (RFC 3323).
+    Privacy = "Privacy";
+    /// RAck (RFC 3262).
+    RAck = "RAck";
+    /// Reason (RFC 3326).
+    Reason = "Reason";
+    /// Replaces (RFC 3891).
+    Replaces = "Replaces";
+    /// Reply-To.
+    ReplyTo = "Reply-To";
+    /// Retry-After.
+    RetryAfter = "Retry-After";
+    /// RSeq (RFC 3262).
+    RSeq = "RSeq";
+    /// Server.
+    Server = "Server";
+    /// Service-Route (RFC 3608).
+    ServiceRoute = "Service-Route";
+    /// Timestamp.
+    Timestamp = "Timestamp";
+    /// User-Agent.
+    UserAgent = "User-Agent";
+    /// Warning.
+    Warning = "Warning";
+}
+
+impl HeaderKind {
+    /// Classifies a header name (case-insensitive, compact forms included).
+    #[inline]
+    pub fn from_name(name: &[u8]) -> HeaderKind {
+        match name {
+            [c] => COMPACT[(*c & 0x7f) as usize],
+            _ => {
+                let slot = &TABLE[hash(name)];
+                for &k in slot {
+                    if k == 0 {
+                        break;
+                    }
+                    let k = (k - 1) as usize;
+                    if NAMES[k].eq_ignore_ascii_case(name) {
+                        return KINDS[k];
+                    }
+                }
+                HeaderKind::Other
+            }
+        }
+    }
+
+    /// The bit of this kind in a [`u128`] set.
+    #[inline]
+    pub(crate) const fn bit(self) -> u128 {
+        1u128 << (self as u8)
+    }
+
+    /// Whether RFC 3261 allows only one value of this header in a message.
+    pub const fn is_single(self) -> bool {
+        matches!(
+            self,
+            HeaderKind::From
+                | HeaderKind::To
+                | HeaderKind::CallId
+                | HeaderKind::CSeq
+                | HeaderKind::MaxForwards
+                | HeaderKind::ContentLength
+                | HeaderKind::ContentType
+                | HeaderKind::Expires
+                | HeaderKind::MinExpires
+        )
+    }
+}
+
+const SLOTS: usize = 128;
+const WAYS: usize = 4;
+
+#[inline]
+const fn hash(name: &[u8]) -> usize {
+    let n = name.len();
+    if n == 0 {
+        return 0;
+    }
+    let first = (name[0] | 0x20) as usize;
+    let last = (name[n - 1] | 0x20) as usize;
+    (n.wrapping_mul(31) ^ first.wrapping_mul(7) ^ last.wrapping_mul(3)) % SLOTS
+}
+
+/// Slot -> up to four (kind index + 1), 0 for empty.
+static TABLE: [[u8; WAYS]; SLOTS] = build_table();
+
+const fn build_table() -> [[u8; WAYS]; SLOTS] {
+    let mut t = [[0u8; WAYS]; SLOTS];
+    let mut k = 0;
+    while k < NAMES.len() {
+        let h = hash(NAMES[k]);
+        let mut w = 0;
+        while t[h][w] != 0 {
+            w += 1;
+            assert!(w < WAYS, "header name hash table: a slot overflowed");
+        }
+        t[h][w] = (k + 1) as u8;
+        k += 1;
+    }
+    t
+}
+
+static COMPACT: [HeaderKind; 128] = build_compact();
+
+const fn build_compact() -> [HeaderKind; 128] {
+    let mut t = [HeaderKind::Other; 128];
+    let mut i = 0;
+    while i < COMPACTS.len() {
+        let (c, k) = COMPACTS[i];
+        t[c as usize] = k;
+        t[(c - 32) as usize] = k;
+        i += 1;
+    }
+    t
+}
+
+// The kind sets are u128 bit masks.
+const _: () = assert!(KINDS.len() < 128);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_and_compact_form_classifies() {
+        for (i, name) in NAMES.iter().enumerate() {
+            assert_eq!(HeaderKind::from_name(name), KINDS[i]);
+            let upper: Vec<u8> = name.to_ascii_uppercase();
+            assert_eq!(HeaderKind::from_name(&upper), KINDS[i]);
+            let lower: Vec<u8> = name.to_ascii_lowercase();
+            assert_eq!(HeaderKind::from_name(&lower), KINDS[i]);
+        }
+        let compact: &[(&[u8], HeaderKind)] = &[
+            (b"i", HeaderKind::CallId),
+            (b"m", HeaderKind::Contact),
+            (b"e", HeaderKind::ContentEncoding),
+            (b"l", HeaderKind::ContentLength),
+            (b"f", HeaderKind::From),
+            (b"s", HeaderKind::Subject),
+            (b"k", HeaderKind::Supported),
+            (b"t", HeaderKind::To),
+            (b"v", HeaderKind::Via),
+            (b"c", HeaderKind::ContentType),
+            (b"r", HeaderKind::ReferTo),
+            (b"o", HeaderKind::Event),
+            (b"u", HeaderKind::AllowEvents),
+            (b"x", HeaderKind::SessionExpires),
+            (b"a", HeaderKind::AcceptContact),
+            (b"b", HeaderKind::ReferredBy),
+            (b"d", HeaderKind::RequestDisposition),
+            (b"j", HeaderKind::RejectContact),
+            (b"y", HeaderKind::Identity),
+            (b"n", HeaderKind::IdentityInfo),
+            (b"I", HeaderKind::CallId),
+            (b"L", HeaderKind::ContentLength),
+            (b"M", HeaderKind::Contact),
+            (b"C", HeaderKind::ContentType),
+            (b"g", HeaderKind::Other),
+            (b"\xff", HeaderKind::Other),
+            (b"", HeaderKind::Other),
+        ];
+        for (name, kind) in compact {
+            assert_eq!(HeaderKind::from_name(name), *kind, "{name:?}");
+            if let Some(c) = kind.compact() {
+                assert_eq!(c, name[0].to_ascii_lowercase());
+            }
+        }
+        for other in [
+            &b"C%6Fntact"[..],
+            b"X-Foo",
+            b"Vias",
+            b"Contac",
+            b"NewFangledHeader",
+        ] {
+            assert_eq!(HeaderKind::from_name(other), HeaderKind::Other);
+        }
+        assert_eq!(
+            HeaderKind::from_name(b"MaX-fOrWaRdS"),
+            HeaderKind::MaxForwards
+        );
+        assert_eq!(
+            HeaderKind::CallId.malformed_reason(),
+            "Malformed Call-ID Header"
+        );
+    }
+}
