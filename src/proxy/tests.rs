@@ -1191,3 +1191,69 @@ fn rfc4475_torture_messages() {
     }
     assert_eq!(n, 50, "every file of the archive");
 }
+
+/// Seeded mutations of real messages (the RFC 4475 archive and a call's
+/// messages) sent both as requests and as responses: the engine never
+/// panics, answers or drops each one, and keeps serving calls. The
+/// cargo-fuzz target `proxy_engine` (fuzz/) explores further.
+#[test]
+fn mutated_messages_never_break_the_engine() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("parser/tests/data/rfc4475");
+    let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "dat").then(|| std::fs::read(p).unwrap())
+        })
+        .collect();
+    corpus.push(invite("z9hG4bK-m1", "m1@uac"));
+    corpus.push(request(
+        "BYE",
+        "sip:bob@203.0.113.20:5080",
+        "z9hG4bK-m2",
+        2,
+        "m1@uac",
+        Some("b1"),
+        &format!("Route: <sip:{PROXY}:{PRIVATE};lr;sr=1.0>\r\n"),
+    ));
+    let mut rng = fastrand::Rng::with_seed(4475);
+    let mut net = Net::forward_to();
+    let specials: &[u8] = b"\r\n ,;:<>\"\\=@%\t\x00\xff";
+    for round in 0..20_000 {
+        let mut m = corpus[rng.usize(0..corpus.len())].clone();
+        for _ in 0..rng.usize(1..6) {
+            if m.is_empty() {
+                break;
+            }
+            let i = rng.usize(0..m.len());
+            match rng.u8(0..5) {
+                0 => m[i] = specials[rng.usize(0..specials.len())],
+                1 => m[i] = rng.u8(..),
+                2 => m.truncate(i),
+                3 => {
+                    let j = rng.usize(i..m.len());
+                    let chunk = m[i..j].to_vec();
+                    m.splice(i..i, chunk);
+                }
+                _ => {
+                    m.remove(i);
+                }
+            }
+        }
+        if round % 2 == 0 {
+            net.send(UAC, &m);
+        } else {
+            net.reply(UAS, &m);
+        }
+        net.take();
+        if round % 100 == 0 {
+            net.run_for(Duration::from_secs(7));
+            net.take();
+        }
+    }
+    // Still a working proxy.
+    net.send(UAC, &invite("z9hG4bK-after", "after@uac"));
+    let out = net.take();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(out[1].method(), Some("INVITE"));
+}
