@@ -112,6 +112,10 @@ pub struct ProxyConfig {
     /// other response went upstream within N ms (RFC 3261 §17.2.1 allows
     /// up to 200).
     pub trying_delay_ms: u64,
+    /// Requests that would be larger than this many bytes over UDP are
+    /// forwarded over TCP (RFC 3261 §18.1.1), back to UDP if no connection
+    /// can be opened; 0 never switches.
+    pub udp_max_request: usize,
 }
 
 impl Default for ProxyConfig {
@@ -125,6 +129,7 @@ impl Default for ProxyConfig {
             t4_ms: 5_000,
             timer_c_secs: 181,
             trying_delay_ms: 0,
+            udp_max_request: 1_300,
         }
     }
 }

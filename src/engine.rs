@@ -110,6 +110,11 @@ pub enum ConnEvent {
     /// A stream connection closed or failed; transactions using it fail over
     /// or time out as RFC 3261 §18 says.
     Closed(ConnId),
+    /// An outbound connection to this address could not be opened (refused,
+    /// unreachable, timed out): what was queued on it is lost. Reported
+    /// just before that connection's `Closed`, so a request sent over TCP
+    /// because of its size can be retried over UDP (RFC 3261 §18.1.1).
+    ConnectFailed(SocketAddr),
 }
 
 /// Work the engine asks the shell to do off the packet path. Each request

@@ -302,3 +302,34 @@ pub(crate) fn ack(out: &mut Vec<u8>, forwarded: &[u8], response: &Msg<'_>) {
         branch_request(out, &fwd, b"ACK", to);
     }
 }
+
+/// Rewrites a request this proxy forwarded over TCP to go over UDP: our Via
+/// (the line after the start line) and our Record-Route (the line after
+/// it, if any) take their UDP forms. False if the request does not start
+/// with our TCP Via.
+pub(crate) fn retarget_to_udp(request: &mut Vec<u8>, me: &Identity) -> bool {
+    let Some(first) = memchr::memmem::find(request, b"\r\n") else {
+        return false;
+    };
+    let via_at = first + 2;
+    if !request[via_at..].starts_with(me.via_prefix(Transport::Tcp)) {
+        return false;
+    }
+    let tcp_via = me.via_prefix(Transport::Tcp).len();
+    request.splice(
+        via_at..via_at + tcp_via,
+        me.via_prefix(Transport::Udp).iter().copied(),
+    );
+    let Some(via_end) = memchr::memmem::find(&request[via_at..], b"\r\n") else {
+        return true;
+    };
+    let rr_at = via_at + via_end + 2;
+    let rr_tcp = me.record_route(Transport::Tcp);
+    if request[rr_at..].starts_with(rr_tcp) {
+        request.splice(
+            rr_at..rr_at + rr_tcp.len(),
+            me.record_route(Transport::Udp).iter().copied(),
+        );
+    }
+    true
+}

@@ -90,6 +90,8 @@ pub(crate) struct Branch {
     pub(crate) cancel_pending: bool,
     /// The final status this branch ended with (408/503 when synthesised).
     pub(crate) final_code: Option<u16>,
+    /// Sent over TCP only because it was too large for UDP (§18.1.1).
+    pub(crate) tcp_switched: bool,
 }
 
 impl Branch {

@@ -78,6 +78,11 @@ pub struct ProxySettings {
     pub seed: u64,
     /// How long a resolved name is kept.
     pub dns_ttl: Duration,
+    /// Requests forwarded over UDP that would be larger than this go over
+    /// TCP instead (RFC 3261 §18.1.1: 1300 bytes when the path MTU is
+    /// unknown), falling back to UDP if the connection cannot be opened;
+    /// `None` never switches. Only when this node serves TCP.
+    pub udp_max_request: Option<usize>,
     /// 100 Trying to an INVITE: at once (zero), or only when nothing else
     /// went upstream this long after the INVITE (RFC 3261 §17.2.1: a 100 is
     /// owed unless another response follows within 200 ms). Capped at T1.
@@ -95,6 +100,7 @@ impl Default for ProxySettings {
             seed: 0,
             dns_ttl: Duration::from_secs(60),
             trying_delay: Duration::ZERO,
+            udp_max_request: Some(1300),
         }
     }
 }
@@ -131,6 +137,7 @@ impl ProxySettings {
             seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
             dns_ttl: Duration::from_secs(config.dns.cache_ttl_secs.max(1)),
             trying_delay: Duration::from_millis(p.trying_delay_ms),
+            udp_max_request: (p.udp_max_request > 0).then_some(p.udp_max_request),
         }
     }
 }
@@ -701,6 +708,7 @@ impl ProxyEngine {
         let branch = self.ids.branch(loop_hash);
         let rr = self.cfg.record_route && m.creates_dialog();
         let mut bytes = self.pool.take();
+        let mut dest = dest;
         build::forward_request(
             &mut bytes,
             m,
@@ -711,6 +719,27 @@ impl ProxyEngine {
             rx,
             rr,
         );
+        // §18.1.1: too large for UDP, so TCP (back to UDP if it cannot connect).
+        let switched = dest.transport == Transport::Udp
+            && self.me.serves_tcp()
+            && self
+                .cfg
+                .udp_max_request
+                .is_some_and(|max| bytes.len() > max);
+        if switched {
+            dest.transport = Transport::Tcp;
+            bytes.clear();
+            build::forward_request(
+                &mut bytes,
+                m,
+                &self.me,
+                plan,
+                &branch,
+                dest.transport,
+                rx,
+                rr,
+            );
+        }
         self.out.push(dest, Listener::Private, &bytes);
         let reliable = dest.transport == Transport::Tcp;
         let Some(call) = self.calls[id as usize].as_mut() else {
@@ -735,6 +764,7 @@ impl ProxyEngine {
             cancel: None,
             cancel_pending: call.cancelled,
             final_code: None,
+            tcp_switched: switched,
         });
     }
 
@@ -1262,6 +1292,56 @@ impl ProxyEngine {
         }
     }
 
+    /// No TCP connection to `addr`: branches sent there over TCP because
+    /// of their size go again over UDP (§18.1.1); others fail as a 503
+    /// would (§16.9).
+    fn on_connect_failed(&mut self, now: Instant, addr: SocketAddr) {
+        let hit: SmallVec<[(u32, usize); 8]> = self
+            .calls
+            .iter()
+            .enumerate()
+            .filter_map(|(id, c)| Some((id, c.as_ref()?)))
+            .flat_map(|(id, c)| {
+                c.branches.iter().enumerate().filter_map(move |(i, b)| {
+                    (b.dest.addr == addr
+                        && b.dest.transport == Transport::Tcp
+                        && b.final_code.is_none())
+                    .then_some((id as u32, i))
+                })
+            })
+            .collect();
+        for (id, i) in hit {
+            let Some(call) = self.calls[id as usize].as_mut() else {
+                continue;
+            };
+            let invite = call.kind == Kind::Invite;
+            let b = &mut call.branches[i];
+            let retry = match (b.tcp_switched, b.request.as_mut()) {
+                (true, Some(request)) => build::retarget_to_udp(request, &self.me),
+                _ => false,
+            };
+            if retry {
+                b.tcp_switched = false;
+                b.dest.transport = Transport::Udp;
+                b.tx = if invite {
+                    ClientTx::Invite(InviteClient::new(now, self.cfg.timers, false, true))
+                } else {
+                    ClientTx::NonInvite(NonInviteClient::new(now, self.cfg.timers, false))
+                };
+                if let Some(r) = &b.request {
+                    self.out.push(b.dest, Listener::Private, r);
+                }
+            } else {
+                let _ = match &mut b.tx {
+                    ClientTx::Invite(t) => t.on_transport_error(),
+                    ClientTx::NonInvite(t) => t.on_transport_error(),
+                };
+                self.branch_failed(now, id, i, 503);
+            }
+            self.reschedule(now, id);
+        }
+    }
+
     // ------------------------------------------------------------ DNS
 
     /// The destination for `hop` if it needs no lookup (or the answer is
@@ -1418,7 +1498,10 @@ impl Engine for ProxyEngine {
     }
 
     fn handle_conn_event(&mut self, now: Instant, event: ConnEvent) {
-        let ConnEvent::Closed(conn) = event;
+        let conn = match event {
+            ConnEvent::Closed(conn) => conn,
+            ConnEvent::ConnectFailed(addr) => return self.on_connect_failed(now, addr),
+        };
         // Responses owed on a closed connection cannot be delivered: the
         // server transactions using it end (§18.2.2 would reconnect to the
         // Via address; a UA on TCP keeps its connection for the dialog).

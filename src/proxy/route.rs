@@ -31,6 +31,7 @@ pub(crate) struct Identity {
     /// Our Record-Route line for UDP and for TCP.
     rr_udp: Vec<u8>,
     rr_tcp: Vec<u8>,
+    tcp: bool,
 }
 
 impl Identity {
@@ -60,12 +61,18 @@ impl Identity {
             via_tcp: via("TCP"),
             rr_udp: rr(""),
             rr_tcp: rr(";transport=tcp"),
+            tcp: ctx.private_tcp.is_some(),
             host: ctx.advertised_host.clone(),
             ips,
             public_port,
             private_base: private_port.saturating_sub(ctx.core),
             cores: ctx.cores.max(1),
         }
+    }
+
+    /// Whether this core serves TCP.
+    pub(crate) fn serves_tcp(&self) -> bool {
+        self.tcp
     }
 
     /// The start of our Via line, up to the branch value.

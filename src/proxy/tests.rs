@@ -1111,6 +1111,52 @@ fn messages_go_to_the_core_owning_their_call_id() {
 }
 
 #[test]
+fn large_requests_go_over_tcp_and_back_to_udp_without_a_connection() {
+    let mut net = Net::forward_to();
+    let pad = format!("X-Pad: {}\r\n", "p".repeat(1_400));
+    let big = request(
+        "MESSAGE",
+        &format!("sip:bob@{UAS}"),
+        "z9hG4bK-big",
+        1,
+        "big@uac",
+        None,
+        &pad,
+    );
+    net.send(UAC, &big);
+    let fwd = net.take_one();
+    assert_eq!((fwd.to, fwd.transport), (addr(UAS), Transport::Tcp));
+    assert!(fwd.header("Via").unwrap().starts_with("SIP/2.0/TCP "));
+    // The next hop takes no TCP: the same request again over UDP, and
+    // retransmitted as UDP requests are.
+    net.cores[0].handle_conn_event(net.now, ConnEvent::ConnectFailed(addr(UAS)));
+    net.collect();
+    let again = net.take_one();
+    assert_eq!((again.to, again.transport), (addr(UAS), Transport::Udp));
+    assert!(again.header("Via").unwrap().starts_with("SIP/2.0/UDP "));
+    assert_eq!(again.top_branch(), fwd.top_branch());
+    net.run_for(ms(500));
+    assert_eq!(net.take_one().transport, Transport::Udp, "Timer E");
+    // A destination that asks for TCP and cannot be reached: the branch
+    // counts as a 503 (§16.9), which goes upstream as 500 (§16.7 step 6).
+    let mut net = Net::new(ProxySettings::default());
+    let uri = format!("sip:bob@{UAS2};transport=tcp");
+    net.send(
+        UAC,
+        &request("MESSAGE", &uri, "z9hG4bK-tcp", 1, "tcp2@uac", None, ""),
+    );
+    let fwd = net.take_one();
+    assert_eq!((fwd.to, fwd.transport), (addr(UAS2), Transport::Tcp));
+    net.cores[0].handle_conn_event(net.now, ConnEvent::ConnectFailed(addr(UAS)));
+    net.collect();
+    assert!(net.take().is_empty(), "another destination");
+    net.cores[0].handle_conn_event(net.now, ConnEvent::ConnectFailed(addr(UAS2)));
+    net.collect();
+    let r = net.take_one();
+    assert_eq!((r.status(), r.to), (Some(500), addr(UAC)));
+}
+
+#[test]
 fn tcp_requests_keep_their_connection_for_responses() {
     let mut net = Net::forward_to();
     net.deliver(
@@ -1160,10 +1206,13 @@ fn rfc4475_torture_messages() {
                         .all(|s| s.to == addr(UAS) || s.status() == Some(100)),
                     "{name}"
                 );
-                // Our Via on top, the rest of the message intact.
-                assert!(fwd[0].text().contains(&format!(
-                    "Via: SIP/2.0/UDP {PROXY}:{PRIVATE};branch=z9hG4bK"
-                )));
+                // Our Via on top (TCP for longreq: §18.1.1), the rest intact.
+                let t = match fwd[0].transport {
+                    Transport::Tcp => "TCP",
+                    Transport::Udp => "UDP",
+                };
+                let via = format!("Via: SIP/2.0/{t} {PROXY}:{PRIVATE};branch=z9hG4bK");
+                assert!(fwd[0].text().contains(&via), "{name}");
                 let body_at = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                 let sent_body_at = fwd[0]
                     .bytes

@@ -642,6 +642,11 @@ impl<E: Engine> Core<E> {
     /// An outbound connect failed.
     pub(crate) fn on_connect_failed(&mut self, id: u32) {
         self.counters.drop_msg(DropReason::ConnectFailed);
+        if let Some(peer) = self.conns.get(&id).map(|c| c.peer) {
+            let now = self.clock.now();
+            self.engine
+                .handle_conn_event(now, ConnEvent::ConnectFailed(peer));
+        }
         self.close_conn(id);
         self.flush();
     }
