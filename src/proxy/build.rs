@@ -1,16 +1,18 @@
-//! The messages the proxy writes: a forwarded request (its own Via and
+//! The messages the proxy writes. Forwarded requests and responses go
+//! through `sipring-parser`'s one-pass edit writer (its own Via and
 //! Record-Route on top, received/rport on the previous hop's Via,
 //! Max-Forwards decremented, the Route set and Request-URI as routing
-//! decided), a forwarded response (its top Via removed), responses it
-//! generates itself, and the CANCEL and hop-by-hop ACK of a branch.
-//!
-//! Edits are applied while the message is copied, in one pass over the
-//! original bytes (Kamailio's "lumps"): untouched headers and the body are
-//! copied verbatim, nothing is re-serialised.
+//! decided; for a response, the top Via removed): untouched headers and the
+//! body are copied verbatim. Responses the proxy generates itself, and the
+//! CANCEL and hop-by-hop ACK of a branch, are assembled from the header
+//! lines of the request they answer or follow.
 
 use std::io::Write;
 
-use super::inbound::{Hdr, Msg, Parsed, Partial, Start, parse};
+use sipring_parser::{Edit, HeaderKind, HeaderName};
+use smallvec::SmallVec;
+
+use super::inbound::{Msg, Parsed, Partial, Via, line_at, offset_in, parse};
 use super::route::{Identity, Plan, parse_ip};
 use crate::engine::{Received, Transport};
 
@@ -29,33 +31,22 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Writes the top Via value with `received` (when the source IP differs
-/// from sent-by) and the `rport` value (when asked for), per §18.2.1 and
-/// RFC 3581; the rest of its line verbatim.
-fn write_top_via_line(out: &mut Vec<u8>, m: &Msg<'_>, rx: Option<&Received<'_>>) {
-    let via = m.top_via();
-    let line = &m.headers[via.header].line;
-    let Some(rx) = rx else {
-        out.extend_from_slice(&m.bytes[line.clone()]);
-        return;
-    };
+/// A small stack buffer for the values the edits refer to.
+type Scratch = SmallVec<[u8; 256]>;
+
+/// What §18.2.1 and RFC 3581 add to the top Via of a request from `rx`:
+/// `received` (the source IP, when it differs from sent-by, or always when
+/// rport is asked for) and the rport value.
+fn received_for(via: &Via<'_>, rx: &Received<'_>, ip: &mut Scratch) -> (bool, Option<u16>) {
     let src = rx.peer.addr;
-    let mut at = line.start;
-    if let Some(rport) = &via.rport_span {
-        out.extend_from_slice(&m.bytes[at..rport.end]);
-        out.push(b'=');
-        push_u64(out, u64::from(src.port()));
-        at = rport.end;
-    }
-    out.extend_from_slice(&m.bytes[at..via.span.end]);
-    // RFC 3581: with rport, received is added even when it equals sent-by.
+    let bare_rport = via.rport == Some(None);
     let same_host = parse_ip(via.host) == Some(src.ip());
-    if via.received.is_none() && (!same_host || via.rport == Some(None)) {
-        out.extend_from_slice(b";received=");
-        // Formatted straight into the buffer: no allocation.
-        let _ = write!(out, "{}", src.ip());
+    let add = via.received.is_none() && (!same_host || bare_rport);
+    if add {
+        // Formatted on the stack: no allocation.
+        let _ = write!(ip, "{}", src.ip());
     }
-    out.extend_from_slice(&m.bytes[via.span.end..line.end]);
+    (add, bare_rport.then_some(src.port()))
 }
 
 /// The forwarded request (§16.6 steps 1–8).
@@ -70,90 +61,64 @@ pub(crate) fn forward_request(
     rx: Received<'_>,
     record_route: bool,
 ) {
-    let Start::Request { method, .. } = m.start else {
-        return;
-    };
-    match plan.request_uri {
-        Some(uri) => {
-            out.extend_from_slice(method);
-            out.push(b' ');
-            out.extend_from_slice(uri);
-            out.extend_from_slice(b" SIP/2.0\r\n");
-        }
-        None => {
-            out.extend_from_slice(&m.bytes[m.start_line.clone()]);
-            out.extend_from_slice(b"\r\n");
-        }
+    let mut via = Scratch::new();
+    via.extend_from_slice(me.via_value(transport));
+    via.extend_from_slice(branch);
+    let mut ip = Scratch::new();
+    let (received, rport) = received_for(m.top_via(), &rx, &mut ip);
+    let mut appended = Scratch::new();
+    let mut length = Scratch::new();
+    let mut edits: SmallVec<[Edit<'_>; 12]> = SmallVec::new();
+    if let Some(uri) = plan.request_uri {
+        edits.push(Edit::ReplaceRequestUri(uri));
     }
-    out.extend_from_slice(me.via_prefix(transport));
-    out.extend_from_slice(branch);
-    out.extend_from_slice(b"\r\n");
+    edits.push(Edit::PrependVia(&via));
+    if received || rport.is_some() {
+        edits.push(Edit::SetViaReceived {
+            received: received.then_some(&ip[..]),
+            rport,
+        });
+    }
     if record_route {
-        out.extend_from_slice(me.record_route(transport));
+        edits.push(Edit::PrependRecordRoute(me.record_route_value(transport)));
     }
-    if m.max_forwards.is_none() {
-        out.extend_from_slice(b"Max-Forwards: 70\r\n");
-    }
-    let mut routes_written = plan.routes.is_none();
-    let write_routes = |out: &mut Vec<u8>| {
-        if let Some(routes) = &plan.routes {
+    edits.push(Edit::DecrementMaxForwards);
+    if let Some(routes) = &plan.routes {
+        let original: SmallVec<[&[u8]; 4]> = m.routes().map(|r| r.raw).collect();
+        if !original.is_empty() && routes[..] == original[1..] {
+            edits.push(Edit::RemoveTopRoute);
+        } else {
+            edits.push(Edit::RemoveHeader(HeaderName::Kind(HeaderKind::Route)));
             for r in routes {
-                out.extend_from_slice(b"Route: ");
-                out.extend_from_slice(r);
-                out.extend_from_slice(b"\r\n");
+                edits.push(Edit::AddHeader {
+                    name: b"Route",
+                    value: r,
+                });
             }
         }
-    };
-    for (i, h) in m.headers.iter().enumerate() {
-        match h.kind {
-            Hdr::Via if i == m.top_via().header => write_top_via_line(out, m, Some(&rx)),
-            Hdr::MaxForwards => {
-                let n = m.max_forwards.unwrap_or(70).saturating_sub(1);
-                out.extend_from_slice(b"Max-Forwards: ");
-                push_u64(out, u64::from(n));
-                out.extend_from_slice(b"\r\n");
-            }
-            Hdr::Route if plan.routes.is_some() => {
-                if !routes_written {
-                    write_routes(out);
-                    routes_written = true;
-                }
-            }
-            _ => out.extend_from_slice(&m.bytes[h.line.clone()]),
-        }
-    }
-    if !routes_written {
-        write_routes(out);
     }
     if let Some(uri) = plan.append_route {
-        out.extend_from_slice(b"Route: <");
-        out.extend_from_slice(uri);
-        out.extend_from_slice(b">\r\n");
+        appended.push(b'<');
+        appended.extend_from_slice(uri);
+        appended.push(b'>');
+        edits.push(Edit::AddHeader {
+            name: b"Route",
+            value: &appended,
+        });
     }
-    if !m.has_content_length && transport == Transport::Tcp {
-        let _ = write!(out, "Content-Length: {}\r\n", m.body.len());
+    if transport == Transport::Tcp && m.pm.content_length().is_none() {
+        let _ = write!(length, "{}", m.pm.body().len());
+        edits.push(Edit::AddHeader {
+            name: b"Content-Length",
+            value: &length,
+        });
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(&m.bytes[m.body.clone()]);
+    m.pm.write(&edits, out);
 }
 
 /// A response forwarded upstream: the top Via value (ours) removed.
 pub(crate) fn forward_response(out: &mut Vec<u8>, m: &Msg<'_>) {
-    let via = m.top_via();
-    let line = &m.headers[via.header].line;
-    out.extend_from_slice(&m.bytes[..line.start]);
-    if !via.alone {
-        // "Via: ours, next" -> "Via: next"
-        let value_start = m.headers[via.header].value.start;
-        out.extend_from_slice(&m.bytes[line.start..value_start]);
-        let mut rest = via.span.end;
-        while rest < line.end && matches!(m.bytes[rest], b',' | b' ' | b'\t' | b'\r' | b'\n') {
-            rest += 1;
-        }
-        out.extend_from_slice(&m.bytes[rest..line.end]);
-    }
-    out.extend_from_slice(&m.bytes[line.end..m.headers_end + 2]);
-    out.extend_from_slice(&m.bytes[m.body.clone()]);
+    m.pm.write(&[Edit::RemoveTopVia], out);
 }
 
 fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {
@@ -174,6 +139,48 @@ fn to_line(out: &mut Vec<u8>, line: &[u8], has_tag: bool, code: u16, tag: &[u8])
     out.extend_from_slice(b";tag=");
     out.extend_from_slice(tag);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Where a bare `rport` parameter name ends in a via-parm.
+fn bare_rport_end(raw: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&raw[from..], b"rport") {
+        let at = from + i;
+        let end = at + 5;
+        let before = raw[..at].trim_ascii_end();
+        let after = raw[end..].trim_ascii_start();
+        if before.ends_with(b";") && !after.starts_with(b"=") {
+            return Some(end);
+        }
+        from = end;
+    }
+    None
+}
+
+/// Writes the line holding the top Via with `received`/`rport` filled in.
+fn top_via_line(out: &mut Vec<u8>, m: &Msg<'_>, line: &[u8], line_start: usize, rx: &Received<'_>) {
+    let via = m.top_via();
+    let at = offset_in(m.bytes, via.raw) - line_start;
+    let via_end = at + via.raw.len();
+    if via_end > line.len() {
+        out.extend_from_slice(line);
+        return;
+    }
+    let mut ip = Scratch::new();
+    let (received, rport) = received_for(via, rx, &mut ip);
+    let mut copied = 0;
+    if let (Some(port), Some(end)) = (rport, bare_rport_end(via.raw)) {
+        out.extend_from_slice(&line[..at + end]);
+        out.push(b'=');
+        push_u64(out, u64::from(port));
+        copied = at + end;
+    }
+    out.extend_from_slice(&line[copied..via_end]);
+    if received {
+        out.extend_from_slice(b";received=");
+        out.extend_from_slice(&ip);
+    }
+    out.extend_from_slice(&line[via_end..]);
 }
 
 /// A response this proxy generates for request `m` (§8.2.6: Via, From, To
@@ -200,12 +207,18 @@ fn response_from(
     extra: &[u8],
 ) {
     status_line(out, code, reason);
-    for (i, h) in m.headers.iter().enumerate() {
-        let line = &m.bytes[h.line.clone()];
+    let top = line_at(&m.pm, offset_in(m.bytes, m.top_via().raw)).map(|s| s.start);
+    for h in m.pm.headers() {
+        let line = &m.bytes[h.line.range()];
         match h.kind {
-            Hdr::Via if i == m.top_via().header => write_top_via_line(out, m, rx),
-            Hdr::Via | Hdr::From | Hdr::CallId | Hdr::CSeq => out.extend_from_slice(line),
-            Hdr::To => to_line(out, line, m.to_tag.is_some(), code, tag),
+            HeaderKind::Via if Some(h.line.start) == top => match rx {
+                Some(rx) => top_via_line(out, m, line, h.line.start as usize, rx),
+                None => out.extend_from_slice(line),
+            },
+            HeaderKind::Via | HeaderKind::From | HeaderKind::CallId | HeaderKind::CSeq => {
+                out.extend_from_slice(line);
+            }
+            HeaderKind::To => to_line(out, line, m.to_tag.is_some(), code, tag),
             _ => {}
         }
     }
@@ -231,18 +244,19 @@ pub(crate) fn call_response(
 pub(crate) fn partial_response(
     out: &mut Vec<u8>,
     m: &Partial<'_>,
-    rx: Received<'_>,
     code: u16,
     reason: &str,
     tag: &[u8],
 ) {
-    let _ = rx;
     status_line(out, code, reason);
-    for h in &m.headers {
-        let line = &m.bytes[h.line.clone()];
+    let bytes = m.pm.buffer();
+    for h in m.pm.headers() {
+        let line = &bytes[h.line.range()];
         match h.kind {
-            Hdr::Via | Hdr::From | Hdr::CallId | Hdr::CSeq => out.extend_from_slice(line),
-            Hdr::To => {
+            HeaderKind::Via | HeaderKind::From | HeaderKind::CallId | HeaderKind::CSeq => {
+                out.extend_from_slice(line);
+            }
+            HeaderKind::To => {
                 let has_tag = line.windows(5).any(|w| w.eq_ignore_ascii_case(b";tag="));
                 to_line(out, line, has_tag, code, tag);
             }
@@ -260,24 +274,26 @@ fn branch_request(out: &mut Vec<u8>, fwd: &Msg<'_>, method: &[u8], to: Option<&[
     out.push(b' ');
     out.extend_from_slice(fwd.request_uri_raw());
     out.extend_from_slice(b" SIP/2.0\r\n");
-    // Our Via is the first line of what we forwarded, alone on it.
-    out.extend_from_slice(&fwd.bytes[fwd.headers[fwd.top_via().header].line.clone()]);
-    for line in fwd.lines(Hdr::Route) {
+    // Our Via: the first Via line of what we forwarded, alone on it.
+    if let Some(via) = fwd.lines(HeaderKind::Via).next() {
+        out.extend_from_slice(via);
+    }
+    for line in fwd.lines(HeaderKind::Route) {
         out.extend_from_slice(line);
     }
     out.extend_from_slice(b"Max-Forwards: 70\r\n");
-    for line in fwd.lines(Hdr::From) {
+    for line in fwd.lines(HeaderKind::From) {
         out.extend_from_slice(line);
     }
     match to {
         Some(to) => out.extend_from_slice(to),
         None => {
-            for line in fwd.lines(Hdr::To) {
+            for line in fwd.lines(HeaderKind::To) {
                 out.extend_from_slice(line);
             }
         }
     }
-    for line in fwd.lines(Hdr::CallId) {
+    for line in fwd.lines(HeaderKind::CallId) {
         out.extend_from_slice(line);
     }
     out.extend_from_slice(b"CSeq: ");
@@ -298,38 +314,42 @@ pub(crate) fn cancel(out: &mut Vec<u8>, forwarded: &[u8]) {
 /// is the response's (with the tag).
 pub(crate) fn ack(out: &mut Vec<u8>, forwarded: &[u8], response: &Msg<'_>) {
     if let Ok(Parsed::Request(fwd)) = parse(forwarded) {
-        let to = response.lines(Hdr::To).next();
+        let to = response.lines(HeaderKind::To).next();
         branch_request(out, &fwd, b"ACK", to);
     }
 }
 
-/// Rewrites a request this proxy forwarded over TCP to go over UDP: our Via
-/// (the line after the start line) and our Record-Route (the line after
-/// it, if any) take their UDP forms. False if the request does not start
-/// with our TCP Via.
+/// Rewrites a request this proxy forwarded over TCP to go over UDP: our
+/// Via and Record-Route values take their UDP forms. False if it holds no
+/// Via of ours for TCP.
 pub(crate) fn retarget_to_udp(request: &mut Vec<u8>, me: &Identity) -> bool {
-    let Some(first) = memchr::memmem::find(request, b"\r\n") else {
+    let (tcp_via, udp_via) = (me.via_value(Transport::Tcp), me.via_value(Transport::Udp));
+    let Some(at) = memchr::memmem::find(request, tcp_via) else {
         return false;
     };
-    let via_at = first + 2;
-    if !request[via_at..].starts_with(me.via_prefix(Transport::Tcp)) {
-        return false;
-    }
-    let tcp_via = me.via_prefix(Transport::Tcp).len();
-    request.splice(
-        via_at..via_at + tcp_via,
-        me.via_prefix(Transport::Udp).iter().copied(),
+    request.splice(at..at + tcp_via.len(), udp_via.iter().copied());
+    let (tcp_rr, udp_rr) = (
+        me.record_route_value(Transport::Tcp),
+        me.record_route_value(Transport::Udp),
     );
-    let Some(via_end) = memchr::memmem::find(&request[via_at..], b"\r\n") else {
-        return true;
-    };
-    let rr_at = via_at + via_end + 2;
-    let rr_tcp = me.record_route(Transport::Tcp);
-    if request[rr_at..].starts_with(rr_tcp) {
-        request.splice(
-            rr_at..rr_at + rr_tcp.len(),
-            me.record_route(Transport::Udp).iter().copied(),
-        );
+    if let Some(at) = memchr::memmem::find(request, tcp_rr) {
+        request.splice(at..at + tcp_rr.len(), udp_rr.iter().copied());
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bare_rport_end;
+
+    #[test]
+    fn finds_a_bare_rport() {
+        assert_eq!(
+            bare_rport_end(b"SIP/2.0/UDP h;branch=z9hG4bK1;rport"),
+            Some(35)
+        );
+        assert_eq!(bare_rport_end(b"SIP/2.0/UDP h;rport ;branch=x"), Some(19));
+        assert_eq!(bare_rport_end(b"SIP/2.0/UDP h;rport=5060"), None);
+        assert_eq!(bare_rport_end(b"SIP/2.0/UDP rport.example.com;x=1"), None);
+    }
 }

@@ -1,63 +1,11 @@
-//! What the proxy reads from a message: the start line, the headers it
-//! routes by (Via, Call-ID, CSeq, From/To tags, Max-Forwards, Route,
-//! Proxy-Require) and the byte spans its writer edits, all borrowed from the
-//! receive buffer. It also decides how a bad message is treated: answered
-//! 400/505 with a reason when a response can be formed, dropped otherwise.
+//! What the proxy reads from a message, through `sipring-parser`: the
+//! parser's index and routing view, with the Via values, Route values and
+//! Request-URI the engine uses parsed once, and the decision how a bad
+//! message is treated: answered 400/505/513 with the parser's reason when a
+//! response can be formed, dropped otherwise.
 
-use std::ops::Range;
-
+use sipring_parser::{HeaderKind, Lint, Message, NameAddr, Rport, Span, StartLine};
 use smallvec::SmallVec;
-
-/// Header names the proxy cares about (compact forms included).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hdr {
-    Via,
-    From,
-    To,
-    CallId,
-    CSeq,
-    MaxForwards,
-    Route,
-    RecordRoute,
-    ProxyRequire,
-    ContentLength,
-    Other,
-}
-
-impl Hdr {
-    fn classify(name: &[u8]) -> Hdr {
-        let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
-        match name.len() {
-            1 => match name[0].to_ascii_lowercase() {
-                b'v' => Hdr::Via,
-                b'f' => Hdr::From,
-                b't' => Hdr::To,
-                b'i' => Hdr::CallId,
-                b'l' => Hdr::ContentLength,
-                _ => Hdr::Other,
-            },
-            _ if eq(b"Via") => Hdr::Via,
-            _ if eq(b"From") => Hdr::From,
-            _ if eq(b"To") => Hdr::To,
-            _ if eq(b"Call-ID") => Hdr::CallId,
-            _ if eq(b"CSeq") => Hdr::CSeq,
-            _ if eq(b"Max-Forwards") => Hdr::MaxForwards,
-            _ if eq(b"Route") => Hdr::Route,
-            _ if eq(b"Record-Route") => Hdr::RecordRoute,
-            _ if eq(b"Proxy-Require") => Hdr::ProxyRequire,
-            _ if eq(b"Content-Length") => Hdr::ContentLength,
-            _ => Hdr::Other,
-        }
-    }
-}
-
-/// One header line: its kind, the whole line with its CRLF, and the value.
-#[derive(Clone, Debug)]
-pub(crate) struct Header {
-    pub(crate) kind: Hdr,
-    pub(crate) line: Range<usize>,
-    pub(crate) value: Range<usize>,
-}
 
 /// The start line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,26 +14,36 @@ pub(crate) enum Start<'a> {
     Response { code: u16 },
 }
 
-/// One Via value (via-parm).
+/// One Via value (via-parm), as routing reads it.
 #[derive(Clone, Debug)]
 pub(crate) struct Via<'a> {
-    /// The via-parm text.
+    /// The via-parm text (a slice of the message).
     pub(crate) raw: &'a [u8],
-    /// Its span in the message.
-    pub(crate) span: Range<usize>,
-    /// Index of its header line.
-    pub(crate) header: usize,
-    /// Whether it is the only value on its line.
-    pub(crate) alone: bool,
+    /// The transport token as written.
     pub(crate) transport: &'a [u8],
     pub(crate) host: &'a [u8],
     pub(crate) port: Option<u16>,
     pub(crate) branch: Option<&'a [u8]>,
     /// `Some(None)`: `rport` without a value (RFC 3581).
     pub(crate) rport: Option<Option<u16>>,
-    /// The span of the bare `rport` parameter name, to give it its value.
-    pub(crate) rport_span: Option<Range<usize>>,
     pub(crate) received: Option<&'a [u8]>,
+}
+
+impl<'a> Via<'a> {
+    fn from_parser(v: &sipring_parser::Via<'a>) -> Via<'a> {
+        Via {
+            raw: v.raw,
+            transport: v.transport_raw,
+            host: v.host.raw,
+            port: v.port,
+            branch: v.branch,
+            rport: v.rport.map(|r| match r {
+                Rport::Requested => None,
+                Rport::Port(p) => Some(p),
+            }),
+            received: v.received,
+        }
+    }
 }
 
 /// One Route value.
@@ -95,378 +53,93 @@ pub(crate) struct RouteValue<'a> {
     pub(crate) raw: &'a [u8],
 }
 
-/// A SIP or SIPS URI (other schemes parse with an empty host).
+/// A URI as routing reads it: scheme, user, host and port, and the SIP
+/// parameters.
 #[derive(Clone, Debug)]
 pub(crate) struct Uri<'a> {
     pub(crate) scheme: &'a [u8],
-    /// The user part (without password), empty when absent.
+    /// The user part, empty when absent.
     pub(crate) user: &'a [u8],
+    /// The host (empty for schemes other than sip/sips).
     pub(crate) host: &'a [u8],
     pub(crate) port: Option<u16>,
-    params: &'a [u8],
-    /// URI headers (`?h=v`) follow the host.
-    pub(crate) has_headers: bool,
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if first.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = s {
-        if last.is_ascii_whitespace() {
-            s = rest;
-        } else {
-            break;
-        }
-    }
-    s
-}
-
-fn parse_u32(s: &[u8]) -> Option<u32> {
-    let s = trim(s);
-    if s.is_empty() || s.len() > 10 || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let v = s
-        .iter()
-        .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-    u32::try_from(v).ok()
-}
-
-fn parse_port(s: &[u8]) -> Option<u16> {
-    parse_u32(s).and_then(|v| u16::try_from(v).ok())
-}
-
-/// Splits `s` at `sep` outside quotes and angle brackets.
-fn split_top(s: &[u8], sep: u8) -> impl Iterator<Item = Range<usize>> + '_ {
-    // The common case, one value, without a byte-by-byte walk.
-    let single = memchr::memchr(sep, s).is_none();
-    let mut start = 0;
-    let mut i = 0;
-    let mut quoted = false;
-    let mut angle = false;
-    let mut done = false;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        if single {
-            done = true;
-            return Some(0..s.len());
-        }
-        while i < s.len() {
-            let c = s[i];
-            match c {
-                b'\\' if quoted => i += 1,
-                b'"' => quoted = !quoted,
-                b'<' if !quoted => angle = true,
-                b'>' if !quoted => angle = false,
-                _ if c == sep && !quoted && !angle => {
-                    let r = start..i;
-                    i += 1;
-                    start = i;
-                    return Some(r);
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        done = true;
-        Some(start..s.len())
-    })
-}
-
-/// The value of parameter `name` in a `;a=b;c` list (`Some(b"")` for a
-/// flag).
-fn find_param<'a>(params: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    for p in params.split(|&b| b == b';') {
-        let p = trim(p);
-        let (k, v) = match p.iter().position(|&b| b == b'=') {
-            Some(i) => (trim(&p[..i]), trim(&p[i + 1..])),
-            None => (p, &p[p.len()..]),
-        };
-        if k.eq_ignore_ascii_case(name) {
-            return Some(v);
-        }
-    }
-    None
-}
-
-/// Splits `host[:port]` (IPv6 in brackets).
-fn host_port(s: &[u8]) -> Option<(&[u8], Option<u16>)> {
-    let s = trim(s);
-    if s.first() == Some(&b'[') {
-        let end = s.iter().position(|&b| b == b']')?;
-        let host = &s[..=end];
-        let rest = &s[end + 1..];
-        return match rest {
-            [] => Some((host, None)),
-            [b':', port @ ..] => Some((host, Some(parse_port(port)?))),
-            _ => None,
-        };
-    }
-    match s.iter().position(|&b| b == b':') {
-        Some(i) => Some((&s[..i], Some(parse_port(&s[i + 1..])?))),
-        None => Some((s, None)),
-    }
-}
-
-fn valid_host(h: &[u8]) -> bool {
-    !h.is_empty()
-        && h.iter().all(|&b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':' | b'_')
-        })
+    sip: Option<sipring_parser::SipUri<'a>>,
 }
 
 impl<'a> Uri<'a> {
-    /// Parses a URI; for schemes other than sip/sips only the scheme.
+    /// Parses a URI (no `< >` around it); `None` when it does not parse.
     pub(crate) fn parse(raw: &'a [u8]) -> Option<Uri<'a>> {
-        let raw = trim(raw);
-        if raw
-            .iter()
-            .any(|b| b.is_ascii_whitespace() || *b == b'<' || *b == b'>')
-        {
-            return None;
-        }
-        let colon = raw.iter().position(|&b| b == b':')?;
-        let scheme = &raw[..colon];
-        if scheme.is_empty()
-            || !scheme
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        {
-            return None;
-        }
-        let rest = &raw[colon + 1..];
-        if !(scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips")) {
-            return Some(Uri {
-                scheme,
-                user: &rest[..0],
-                host: &rest[..0],
+        Some(Uri::from_parser(&sipring_parser::Uri::parse(raw).ok()?))
+    }
+
+    fn from_parser(u: &sipring_parser::Uri<'a>) -> Uri<'a> {
+        let empty = &u.raw()[..0];
+        match u.as_sip() {
+            Some(s) => Uri {
+                scheme: u.scheme(),
+                user: s.user.unwrap_or(empty),
+                host: s.host.raw,
+                port: s.port,
+                sip: Some(*s),
+            },
+            None => Uri {
+                scheme: u.scheme(),
+                user: empty,
+                host: empty,
                 port: None,
-                params: &rest[..0],
-                has_headers: false,
-            });
+                sip: None,
+            },
         }
-        // '@' cannot appear unescaped in the user part, host or headers, so
-        // the first one ends the userinfo (which may hold '?', ';', ',').
-        let (user, rest) = match rest.iter().position(|&b| b == b'@') {
-            Some(i) => {
-                let userinfo = &rest[..i];
-                let end = userinfo
-                    .iter()
-                    .position(|&b| b == b':')
-                    .unwrap_or(userinfo.len());
-                (&userinfo[..end], &rest[i + 1..])
-            }
-            None => (&rest[..0], rest),
-        };
-        // Headers (`?`) are not part of routing.
-        let q = rest.iter().position(|&b| b == b'?');
-        let hostpart = &rest[..q.unwrap_or(rest.len())];
-        let (hp, params) = match hostpart.iter().position(|&b| b == b';') {
-            Some(i) => (&hostpart[..i], &hostpart[i..]),
-            None => (hostpart, &hostpart[hostpart.len()..]),
-        };
-        let (host, port) = host_port(hp)?;
-        if !valid_host(host) {
-            return None;
-        }
-        Some(Uri {
-            scheme,
-            user,
-            host,
-            port,
-            params,
-            has_headers: q.is_some(),
-        })
     }
 
     /// Whether the scheme is sip or sips.
     pub(crate) fn is_sip(&self) -> bool {
-        self.scheme.eq_ignore_ascii_case(b"sip") || self.scheme.eq_ignore_ascii_case(b"sips")
+        self.sip.is_some()
     }
 
     /// A URI parameter (`Some(b"")` for a flag such as `lr`).
     pub(crate) fn param(&self, name: &[u8]) -> Option<&'a [u8]> {
-        find_param(self.params, name)
+        let v = self.sip?.param(name)?;
+        Some(v.unwrap_or(&self.scheme[..0]))
+    }
+
+    /// URI headers (`?h=v`) follow the host.
+    pub(crate) fn has_headers(&self) -> bool {
+        self.sip.is_some_and(|s| s.has_headers())
     }
 }
 
 /// The URI of a name-addr (`"x" <uri>;p`) or addr-spec (`uri;p`) value.
 pub(crate) fn name_addr_uri(v: &[u8]) -> Option<&[u8]> {
-    let v = trim(v);
-    match v.iter().position(|&b| b == b'<') {
-        Some(open) => {
-            let close = open + v[open..].iter().position(|&b| b == b'>')?;
-            Some(trim(&v[open + 1..close]))
-        }
-        None => {
-            let end = v.iter().position(|&b| b == b';').unwrap_or(v.len());
-            Some(trim(&v[..end]))
-        }
-    }
+    Some(NameAddr::parse(v).ok()?.uri().ok()?.raw())
 }
 
-/// Reads a From/To value: `None` when it is malformed (an unterminated
-/// quoted display name, a display name that is not tokens, no URI), else
-/// its tag parameter if any. The URI itself is not parsed: a proxy does not
-/// route by From or To.
-fn addr_tag(v: &[u8]) -> Option<Option<&[u8]>> {
-    let v = trim(v);
-    let (uri, params) = match v.first() {
-        Some(b'"') => {
-            // Quoted display name, then <uri>.
-            let mut i = 1;
-            loop {
-                match v.get(i)? {
-                    b'\\' => i += 2,
-                    b'"' => break,
-                    _ => i += 1,
-                }
-            }
-            let rest = trim(&v[i + 1..]);
-            let inner = rest.strip_prefix(b"<")?;
-            let close = memchr::memchr(b'>', inner)?;
-            (&inner[..close], &inner[close + 1..])
-        }
-        _ => match memchr::memchr(b'<', v) {
-            Some(open) => {
-                let name = &v[..open];
-                let token = |b: &u8| b.is_ascii_alphanumeric() || b" \t-.!%*_+`'~".contains(b);
-                if !name.iter().all(token) {
-                    return None;
-                }
-                let close = open + memchr::memchr(b'>', &v[open..])?;
-                (&v[open + 1..close], &v[close + 1..])
-            }
-            None => {
-                // addr-spec: everything after ';' is header parameters.
-                let end = memchr::memchr(b';', v).unwrap_or(v.len());
-                let uri = trim(&v[..end]);
-                if uri.iter().any(u8::is_ascii_whitespace) {
-                    return None;
-                }
-                (uri, &v[end..])
-            }
-        },
-    };
-    let uri = trim(uri);
-    if uri.is_empty() || memchr::memchr(b':', uri).is_none() {
-        return None;
-    }
-    Some(find_param(params, b"tag"))
-}
-
-fn parse_via(raw: &[u8], span: Range<usize>, header: usize, alone: bool) -> Option<Via<'_>> {
-    // SIP / 2.0 / transport SP sent-by *(; param)
-    let semi = raw.iter().position(|&b| b == b';').unwrap_or(raw.len());
-    let (head, params) = raw.split_at(semi);
-    let head = trim(head);
-    let mut parts = head.splitn(3, |&b| b == b'/');
-    let name = trim(parts.next()?);
-    let version = trim(parts.next()?);
-    let rest = trim(parts.next()?);
-    if !name.eq_ignore_ascii_case(b"SIP") || version.is_empty() {
-        return None;
-    }
-    let sp = rest.iter().position(|b| b.is_ascii_whitespace())?;
-    let transport = &rest[..sp];
-    let (host, port) = host_port(&rest[sp..])?;
-    if transport.is_empty() || !valid_host(host) {
-        return None;
-    }
-    let mut via = Via {
-        raw,
-        span: span.clone(),
-        header,
-        alone,
-        transport,
-        host,
-        port,
-        branch: None,
-        rport: None,
-        rport_span: None,
-        received: None,
-    };
-    let base = span.start + semi;
-    let mut off = 0;
-    for p in params.split(|&b| b == b';') {
-        let at = off;
-        off += p.len() + 1;
-        if at == 0 {
-            continue; // before the first ';'
-        }
-        let t = trim(p);
-        if t.is_empty() {
-            return None; // ";;" (RFC 4475 badinv01)
-        }
-        let (k, v) = match t.iter().position(|&b| b == b'=') {
-            Some(i) => (trim(&t[..i]), Some(trim(&t[i + 1..]))),
-            None => (t, None),
-        };
-        if k.is_empty() || v.is_some_and(<[u8]>::is_empty) {
-            return None;
-        }
-        if k.eq_ignore_ascii_case(b"branch") {
-            via.branch = Some(v?);
-        } else if k.eq_ignore_ascii_case(b"rport") {
-            match v {
-                Some(v) => via.rport = Some(Some(parse_port(v)?)),
-                None => {
-                    via.rport = Some(None);
-                    let lead = p.len() - p.trim_ascii_start().len();
-                    let start = base + at + lead;
-                    via.rport_span = Some(start..start + k.len());
-                }
-            }
-        } else if k.eq_ignore_ascii_case(b"received") {
-            via.received = v;
-        }
-    }
-    Some(via)
-}
-
-/// A parsed message.
+/// A parsed message: the parser's index and what routing read from it.
 #[derive(Clone, Debug)]
 pub(crate) struct Msg<'a> {
+    /// The parser's view (index, typed views, writer).
+    pub(crate) pm: Message<'a>,
     pub(crate) bytes: &'a [u8],
     pub(crate) start: Start<'a>,
-    /// The start line without its CRLF.
-    pub(crate) start_line: Range<usize>,
     /// The SIP version is 2.0.
     pub(crate) version_ok: bool,
-    /// Every Via value, top first (parsed once).
-    pub(crate) vias: SmallVec<[Via<'a>; 3]>,
-    /// Every Route value, in order.
-    pub(crate) route_values: SmallVec<[&'a [u8]; 4]>,
-    /// The parsed Request-URI (requests).
-    pub(crate) ruri: Option<Uri<'a>>,
-    pub(crate) has_proxy_require: bool,
+    /// The top Via (the others are read on demand).
+    top: Via<'a>,
+    route_values: SmallVec<[&'a [u8]; 4]>,
+    ruri: Option<Uri<'a>>,
     pub(crate) call_id: &'a [u8],
     pub(crate) cseq: u32,
     pub(crate) cseq_method: &'a [u8],
     pub(crate) from_tag: Option<&'a [u8]>,
     pub(crate) to_tag: Option<&'a [u8]>,
     pub(crate) max_forwards: Option<u32>,
-    pub(crate) headers: SmallVec<[Header; 24]>,
-    /// Where the empty line ending the headers starts.
-    pub(crate) headers_end: usize,
-    /// The body (as long as Content-Length says, or to the end).
-    pub(crate) body: Range<usize>,
-    pub(crate) has_content_length: bool,
 }
 
 /// A request whose headers are too broken to process but good enough to
-/// answer (it has Via lines).
+/// answer (it has Via lines): the parser's salvaged index.
 #[derive(Clone, Debug)]
 pub(crate) struct Partial<'a> {
-    pub(crate) bytes: &'a [u8],
-    pub(crate) headers: SmallVec<[Header; 24]>,
+    pub(crate) pm: Message<'a>,
     pub(crate) top_via: Option<Via<'a>>,
 }
 
@@ -502,19 +175,29 @@ pub(crate) enum Reject<'a> {
 }
 
 impl<'a> Msg<'a> {
-    /// Every Via value, top first.
-    pub(crate) fn vias(&self) -> std::slice::Iter<'_, Via<'a>> {
-        self.vias.iter()
+    /// Every Via value that parses, top first (parsed on demand).
+    pub(crate) fn vias(&self) -> impl Iterator<Item = Via<'a>> + '_ {
+        self.pm
+            .vias()
+            .filter_map(|v| v.ok().map(|v| Via::from_parser(&v)))
+    }
+
+    /// Whether any Via header value contains `needle` (a cheap filter
+    /// before parsing them).
+    pub(crate) fn vias_mention(&self, needle: &[u8]) -> bool {
+        self.pm
+            .values(HeaderKind::Via)
+            .any(|v| memchr::memmem::find(v, needle).is_some())
     }
 
     /// The top Via value.
     pub(crate) fn top_via(&self) -> &Via<'a> {
-        &self.vias[0]
+        &self.top
     }
 
     /// The Via value after the top one.
-    pub(crate) fn second_via(&self) -> Option<&Via<'a>> {
-        self.vias.get(1)
+    pub(crate) fn second_via(&self) -> Option<Via<'a>> {
+        self.vias().nth(1)
     }
 
     /// Every Route value, in order.
@@ -524,16 +207,7 @@ impl<'a> Msg<'a> {
 
     /// The option tags of every Proxy-Require header.
     pub(crate) fn proxy_require(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
-        let bytes = self.bytes;
-        self.headers
-            .iter()
-            .filter(|h| self.has_proxy_require && h.kind == Hdr::ProxyRequire)
-            .flat_map(move |h| {
-                bytes[h.value.clone()]
-                    .split(|&b| b == b',')
-                    .map(trim)
-                    .filter(|t| !t.is_empty())
-            })
+        self.pm.proxy_require()
     }
 
     /// The Request-URI text (empty for a response).
@@ -561,285 +235,118 @@ impl<'a> Msg<'a> {
                 if matches!(method, b"INVITE" | b"SUBSCRIBE" | b"REFER" | b"NOTIFY"))
     }
 
-    /// The header lines of `kind`.
-    pub(crate) fn lines(&self, kind: Hdr) -> impl Iterator<Item = &'a [u8]> + '_ {
+    /// The header lines of `kind`, each with its CRLF.
+    pub(crate) fn lines(&self, kind: HeaderKind) -> impl Iterator<Item = &'a [u8]> + '_ {
         let bytes = self.bytes;
-        self.headers
-            .iter()
-            .filter(move |h| h.kind == kind)
-            .map(move |h| &bytes[h.line.clone()])
+        self.pm
+            .headers_of(kind)
+            .map(move |h| &bytes[h.line.range()])
+    }
+
+    /// The headers, up to the empty line.
+    pub(crate) fn head(&self) -> &'a [u8] {
+        let end = self.pm.body_span().start as usize;
+        &self.bytes[..end.saturating_sub(2)]
     }
 }
 
-/// The rejection of a request that can be answered (it has a Via line), or
-/// a drop.
-fn answer<'a>(
-    bytes: &'a [u8],
-    headers: &SmallVec<[Header; 24]>,
-    response: bool,
-    code: u16,
-    reason: &'static str,
-) -> Reject<'a> {
-    if response || !headers.iter().any(|h| h.kind == Hdr::Via) {
+/// Where `part` (a slice of `whole`) starts in `whole`.
+pub(crate) fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
+}
+
+/// The header line holding byte `at`.
+pub(crate) fn line_at(pm: &Message<'_>, at: usize) -> Option<Span> {
+    pm.headers()
+        .find(|h| (h.line.start as usize..h.line.end as usize).contains(&at))
+        .map(|h| h.line)
+}
+
+/// Grammar a proxy does not forward even where RFC 4475 lets a parser be
+/// liberal: extra spaces in the Request-Line (`lwsstart`, `trws`), which
+/// the RFC says must never be forwarded; answering 400 is the reading it
+/// calls always reasonable.
+fn refused_lint(l: Lint) -> bool {
+    matches!(
+        l,
+        Lint::RequestLineExtraSpace | Lint::RequestLineTrailingSpace
+    )
+}
+
+fn answer<'a>(bytes: &'a [u8], code: u16, reason: &'static str) -> Reject<'a> {
+    let Some(pm) = Message::salvage(bytes) else {
+        return Reject::Drop;
+    };
+    if !pm.is_request() || !pm.has(HeaderKind::Via) {
         return Reject::Drop;
     }
-    let top_via = headers
-        .iter()
-        .enumerate()
-        .find(|(_, h)| h.kind == Hdr::Via)
-        .and_then(|(i, h)| {
-            let v = &bytes[h.value.clone()];
-            let r = split_top(v, b',').next()?;
-            let s = h.value.start + r.start..h.value.start + r.end;
-            parse_via(&bytes[s.clone()], s, i, true)
-        });
+    let top_via = pm.top_via().ok().map(|v| Via::from_parser(&v));
     Reject::Answer {
         code,
         reason,
-        msg: Box::new(Partial {
-            bytes,
-            headers: headers.clone(),
-            top_via,
-        }),
+        msg: Box::new(Partial { pm, top_via }),
     }
 }
 
-/// The end of the line starting at `from` (the index of its CR), if a CRLF
-/// follows.
-fn line_end(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    loop {
-        let lf = at + memchr::memchr(b'\n', bytes.get(at..)?)?;
-        if lf > from && bytes[lf - 1] == b'\r' {
-            return Some(lf - 1);
-        }
-        at = lf + 1;
-    }
-}
-
-/// Parses a message: one pass over the header lines that records every
-/// line's span and kind, and parses what routing needs (Via values, Route
-/// values, the single-valued headers) as it goes.
+/// Parses a message with `sipring-parser` and reads what routing needs.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
-    let Some(eol) = line_end(bytes, 0) else {
-        return Err(Reject::Drop);
+    let pm = match Message::parse(bytes) {
+        Ok(m) => m,
+        Err(e) if e.is_answerable() => return Err(answer(bytes, e.status(), e.reason())),
+        Err(_) => return Err(Reject::Drop),
     };
-    let line = &bytes[..eol];
-    let response = line.starts_with(b"SIP/");
-    let mut headers: SmallVec<[Header; 24]> = SmallVec::new();
-    let mut vias: SmallVec<[Via<'_>; 3]> = SmallVec::new();
-    let mut route_values: SmallVec<[&[u8]; 4]> = SmallVec::new();
-    let mut bad_via = false;
-    let mut has_proxy_require = false;
-    let mut call_id = None;
-    let mut cseq = None;
-    let mut from = None;
-    let mut to = None;
-    let mut max_forwards = None;
-    let mut content_length: Option<usize> = None;
-    let mut content_length_bad = false;
-    let mut duplicate = false;
-    let mut pos = eol + 2;
-    let headers_end;
-    loop {
-        if bytes[pos..].starts_with(b"\r\n") {
-            headers_end = pos;
-            break;
+    let request = pm.is_request();
+    let reject = |status: u16, reason: &'static str| {
+        if request {
+            answer(bytes, status, reason)
+        } else {
+            Reject::Drop
         }
-        let Some(mut end) = line_end(bytes, pos) else {
-            if pos >= bytes.len() || !bytes[pos..].contains(&b':') {
-                // No empty line after the headers (RFC 4475 baddn).
-                return Err(answer(bytes, &headers, response, 400, "Missing Empty Line"));
-            }
-            return Err(Reject::Drop);
-        };
-        // Folded continuation lines belong to this header.
-        while matches!(bytes.get(end + 2), Some(b' ' | b'\t')) {
-            let Some(e) = line_end(bytes, end + 2) else {
-                return Err(Reject::Drop);
-            };
-            end = e;
-        }
-        let text = &bytes[pos..end];
-        let Some(colon) = memchr::memchr(b':', text) else {
-            return Err(Reject::Drop);
-        };
-        let name = trim(&text[..colon]);
-        if name.is_empty() || name.iter().any(u8::is_ascii_whitespace) {
-            return Err(Reject::Drop);
-        }
-        let raw_value = &bytes[pos + colon + 1..end];
-        let value = trim(raw_value);
-        let vstart = pos + colon + 1 + (raw_value.len() - raw_value.trim_ascii_start().len());
-        let kind = Hdr::classify(name);
-        let index = headers.len();
-        match kind {
-            Hdr::Via => {
-                let n = split_top(value, b',').count();
-                for r in split_top(value, b',') {
-                    let span = vstart + r.start..vstart + r.end;
-                    match parse_via(&bytes[span.clone()], span, index, n == 1) {
-                        Some(v) => vias.push(v),
-                        None => bad_via = true,
-                    }
-                }
-            }
-            Hdr::Route => {
-                for r in split_top(value, b',') {
-                    let v = trim(&value[r]);
-                    if !v.is_empty() {
-                        route_values.push(v);
-                    }
-                }
-            }
-            Hdr::ProxyRequire => has_proxy_require = true,
-            Hdr::ContentLength => match parse_u32(value) {
-                Some(n) => {
-                    if content_length.is_some_and(|c| c != n as usize) {
-                        duplicate = true;
-                    }
-                    content_length = Some(n as usize);
-                }
-                None => content_length_bad = true,
+    };
+    if let Some(l) = pm.lints().iter().find(|&l| refused_lint(l)) {
+        return Err(reject(400, l.reason()));
+    }
+    let routing = pm.routing().map_err(|e| reject(e.status(), e.reason()))?;
+    let (start, version_ok) = match pm.start_line() {
+        StartLine::Request(r) => (
+            Start::Request {
+                method: r.method.as_bytes(),
+                uri: r.uri,
             },
-            Hdr::CallId | Hdr::CSeq | Hdr::From | Hdr::To | Hdr::MaxForwards => {
-                let slot = match kind {
-                    Hdr::CallId => &mut call_id,
-                    Hdr::CSeq => &mut cseq,
-                    Hdr::From => &mut from,
-                    Hdr::To => &mut to,
-                    _ => &mut max_forwards,
-                };
-                duplicate |= slot.is_some();
-                *slot = Some(value);
-            }
-            _ => {}
-        }
-        headers.push(Header {
-            kind,
-            line: pos..end + 2,
-            value: vstart..vstart + value.len(),
-        });
-        pos = end + 2;
-    }
-    let body_start = headers_end + 2;
-    let answerable = |code, reason| answer(bytes, &headers, response, code, reason);
-
-    let start = if response {
-        // SIP/2.0 SP code SP reason
-        let mut it = line.splitn(3, |&b| b == b' ');
-        let version = it.next().unwrap_or_default();
-        let code = it.next().unwrap_or_default();
-        if version != b"SIP/2.0" || code.len() != 3 {
-            return Err(Reject::Drop);
-        }
-        match parse_u32(code) {
-            Some(c @ 100..=699) => Start::Response { code: c as u16 },
-            _ => return Err(Reject::Drop),
-        }
-    } else {
-        let mut it = line.split(|&b| b == b' ');
-        let (Some(method), Some(uri), Some(_version), None) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(answerable(400, "Malformed Request-Line"));
-        };
-        if method.is_empty() || uri.is_empty() || !method.iter().all(u8::is_ascii_graphic) {
-            return Err(answerable(400, "Malformed Request-Line"));
-        }
-        Start::Request { method, uri }
+            r.version == b"SIP/2.0",
+        ),
+        StartLine::Response(s) => (Start::Response { code: s.code }, true),
     };
-    let version_ok = match start {
-        Start::Request { .. } => line.ends_with(b" SIP/2.0"),
-        Start::Response { .. } => true,
-    };
-    if content_length_bad {
-        return Err(answerable(400, "Bad Content-Length"));
+    // The top Via is parsed (and must be sound); the ones below are the
+    // previous hops' business and are read only when needed.
+    let top = Via::from_parser(&routing.via);
+    let mut route_values: SmallVec<[&[u8]; 4]> = SmallVec::new();
+    if routing.route.is_some() {
+        route_values.extend(pm.values(HeaderKind::Route));
     }
-    if duplicate && content_length.is_some() && {
-        let lengths = headers
-            .iter()
-            .filter(|h| h.kind == Hdr::ContentLength)
-            .count();
-        lengths > 1
-    } {
-        return Err(answerable(400, "Conflicting Content-Length"));
-    }
-    if duplicate {
-        return Err(answerable(400, "Duplicate Header"));
-    }
-    let (Some(call_id), Some(cseq), Some(from), Some(to)) = (call_id, cseq, from, to) else {
-        return Err(answerable(400, "Missing Required Header"));
-    };
-    if call_id.is_empty() || call_id.iter().any(u8::is_ascii_whitespace) {
-        return Err(answerable(400, "Bad Call-ID"));
-    }
-    let cseq_num_end = cseq
-        .iter()
-        .position(u8::is_ascii_whitespace)
-        .unwrap_or(cseq.len());
-    let Some(cseq_num) = parse_u32(&cseq[..cseq_num_end]).filter(|&n| n < 1 << 31) else {
-        return Err(answerable(400, "Bad CSeq"));
-    };
-    let cseq_method = trim(&cseq[cseq_num_end..]);
-    if cseq_method.is_empty() {
-        return Err(answerable(400, "Bad CSeq"));
-    }
-    let max_forwards = match max_forwards {
-        Some(v) => match parse_u32(v) {
-            Some(n) => Some(n.min(255)),
-            None => return Err(answerable(400, "Bad Max-Forwards")),
-        },
-        None => None,
-    };
-    let (Some(from_tag), Some(to_tag)) = (addr_tag(from), addr_tag(to)) else {
-        return Err(answerable(400, "Malformed From or To"));
-    };
-    if vias.is_empty() {
-        if !headers.iter().any(|h| h.kind == Hdr::Via) {
-            return Err(Reject::Drop);
-        }
-        return Err(answerable(400, "Malformed Via"));
-    }
-    // Every Via must parse: a proxy must not forward a broken one.
-    if bad_via {
-        return Err(answerable(400, "Malformed Via"));
-    }
-    let body = match content_length {
-        Some(n) if body_start + n > bytes.len() => {
-            return Err(answerable(400, "Content-Length Larger Than Message"));
-        }
-        Some(n) => body_start..body_start + n,
-        None => body_start..bytes.len(),
-    };
     let ruri = match start {
-        Start::Request { uri, .. } => Uri::parse(uri),
+        Start::Request { .. } => pm.request_uri().ok().map(|u| Uri::from_parser(&u)),
         Start::Response { .. } => None,
     };
     let msg = Msg {
         bytes,
         start,
-        start_line: 0..eol,
         version_ok,
-        vias,
+        top,
         route_values,
         ruri,
-        has_proxy_require,
-        call_id,
-        cseq: cseq_num,
-        cseq_method,
-        from_tag,
-        to_tag,
-        max_forwards,
-        headers,
-        headers_end,
-        body,
-        has_content_length: content_length.is_some(),
+        call_id: routing.call_id,
+        cseq: routing.cseq.number,
+        cseq_method: routing.cseq.method.as_bytes(),
+        from_tag: routing.from_tag,
+        to_tag: routing.to_tag,
+        max_forwards: routing.max_forwards,
+        pm,
     };
-    Ok(if response {
-        Parsed::Response(msg)
-    } else {
+    Ok(if request {
         Parsed::Request(msg)
+    } else {
+        Parsed::Response(msg)
     })
 }
 
@@ -875,15 +382,13 @@ v=0\nTRAILING";
         assert_eq!(m.to_tag, None);
         assert_eq!(m.max_forwards, Some(70));
         let vias: Vec<_> = m.vias().collect();
+        assert_eq!(m.top_via().branch, vias[0].branch);
         assert_eq!(vias.len(), 3);
         assert_eq!(vias[0].host, b"pc33.atlanta.example.com");
         assert_eq!(vias[0].rport, Some(None));
-        assert_eq!(&INVITE[vias[0].rport_span.clone().unwrap()], b"rport");
-        assert!(!vias[0].alone);
         assert_eq!((vias[1].transport, vias[1].port), (&b"TCP"[..], Some(5070)));
         assert_eq!(vias[2].host, b"[2001:db8::1]");
         assert_eq!(vias[2].received, Some(&b"192.0.2.1"[..]));
-        assert!(vias[2].alone);
         let routes: Vec<_> = m.routes().map(|r| r.raw).collect();
         assert_eq!(
             routes,
@@ -895,10 +400,11 @@ v=0\nTRAILING";
         );
         let tags: Vec<_> = m.proxy_require().collect();
         assert_eq!(tags, vec![&b"foo"[..], b"bar"]);
-        assert_eq!(&INVITE[m.body.clone()], b"v=0\n");
         let uri = m.request_uri().unwrap();
         assert!(uri.is_sip());
         assert_eq!(uri.host, b"biloxi.example.com");
+        let via = m.top_via().raw;
+        assert!(INVITE[offset_in(INVITE, via)..].starts_with(b"SIP/2.0/UDP pc33"));
     }
 
     #[test]
@@ -908,6 +414,7 @@ v=0\nTRAILING";
         assert_eq!((u.host, u.port), (&b"example.com"[..], Some(5070)));
         assert_eq!(u.param(b"lr"), Some(&b""[..]));
         assert_eq!(u.param(b"transport"), Some(&b"tcp"[..]));
+        assert!(u.has_headers());
         assert!(!Uri::parse(b"isbn:2983792873").unwrap().is_sip());
         assert!(Uri::parse(b"<sip:a@b>").is_none());
         assert_eq!(

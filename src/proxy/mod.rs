@@ -337,7 +337,7 @@ impl ProxyEngine {
         if !ruri.is_sip() {
             return self.respond_new(now, m, rx, 416, "Unsupported URI Scheme", &[]);
         }
-        if ruri.has_headers {
+        if ruri.has_headers() {
             // §19.1.5: headers are not allowed in a Request-URI (RFC 4475
             // escruri); a proxy must not forward them.
             return self.respond_new(now, m, rx, 400, "Headers In Request-URI", &[]);
@@ -850,7 +850,7 @@ impl ProxyEngine {
         let tag = self.ids.tag();
         let upstream = m.response_peer(rx);
         self.out.write(upstream, rx.listener, |buf| {
-            build::partial_response(buf, m, rx, code, reason, &tag);
+            build::partial_response(buf, m, code, reason, &tag);
         });
     }
 
@@ -933,7 +933,7 @@ impl ProxyEngine {
             self.drop_msg(DropReason::StrayResponse);
             return;
         }
-        let Some(dest) = m.second_via().and_then(route::via_peer) else {
+        let Some(dest) = m.second_via().as_ref().and_then(route::via_peer) else {
             self.drop_msg(DropReason::StrayResponse);
             return;
         };
@@ -1034,7 +1034,7 @@ impl ProxyEngine {
                             call_id: m.call_id,
                             from_tag,
                             to_tag,
-                            state: &m.bytes[..m.headers_end],
+                            state: m.head(),
                         },
                     );
                 }

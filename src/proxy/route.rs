@@ -25,10 +25,10 @@ pub(crate) struct Identity {
     /// The first core's private port (ports `private_base..private_base+cores`).
     private_base: u16,
     cores: CoreId,
-    /// `Via: SIP/2.0/UDP host:port;branch=` and the TCP one, written once.
+    /// `SIP/2.0/UDP host:port;branch=` and the TCP one, written once.
     via_udp: Vec<u8>,
     via_tcp: Vec<u8>,
-    /// Our Record-Route line for UDP and for TCP.
+    /// Our Record-Route value for UDP and for TCP.
     rr_udp: Vec<u8>,
     rr_tcp: Vec<u8>,
     tcp: bool,
@@ -47,11 +47,11 @@ impl Identity {
         let public_port = public.map_or(5060, |a| a.port());
         let private_port = private.map_or(public_port, |a| a.port());
         let host = &ctx.advertised_host;
-        let via = |t: &str| format!("Via: SIP/2.0/{t} {host}:{private_port};branch=").into_bytes();
+        let via = |t: &str| format!("SIP/2.0/{t} {host}:{private_port};branch=").into_bytes();
         let sr = std::str::from_utf8(RR_PARAM).unwrap_or("sr");
         let rr = |t: &str| {
             format!(
-                "Record-Route: <sip:{host}:{private_port}{t};lr;{sr}={node:x}.{}>\r\n",
+                "<sip:{host}:{private_port}{t};lr;{sr}={node:x}.{}>",
                 ctx.core
             )
             .into_bytes()
@@ -75,16 +75,16 @@ impl Identity {
         self.tcp
     }
 
-    /// The start of our Via line, up to the branch value.
-    pub(crate) fn via_prefix(&self, t: Transport) -> &[u8] {
+    /// Our Via value up to the branch value.
+    pub(crate) fn via_value(&self, t: Transport) -> &[u8] {
         match t {
             Transport::Udp => &self.via_udp,
             Transport::Tcp => &self.via_tcp,
         }
     }
 
-    /// Our Record-Route line.
-    pub(crate) fn record_route(&self, t: Transport) -> &[u8] {
+    /// Our Record-Route value.
+    pub(crate) fn record_route_value(&self, t: Transport) -> &[u8] {
         match t {
             Transport::Udp => &self.rr_udp,
             Transport::Tcp => &self.rr_tcp,
@@ -119,8 +119,12 @@ impl Identity {
     pub(crate) fn has_looped(&self, m: &Msg<'_>, loop_hash: u64) -> bool {
         let mut hex = [0u8; 16];
         hex_into(&mut hex, loop_hash);
+        // Only a request that passed here before carries our loop hash.
+        if !m.vias_mention(&hex) {
+            return false;
+        }
         m.vias().any(|v| {
-            self.is_my_via(v)
+            self.is_my_via(&v)
                 && v.branch.is_some_and(|b| {
                     b.len() == BRANCH_LEN
                         && b.starts_with(MAGIC_COOKIE)

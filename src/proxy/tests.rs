@@ -854,7 +854,7 @@ fn every_error_response() {
     net.send(UAC, nocallid.as_bytes());
     let r = net.take_one();
     assert_eq!(r.status(), Some(400));
-    assert_eq!(r.start(), "SIP/2.0 400 Missing Required Header");
+    assert_eq!(r.start(), "SIP/2.0 400 Missing Call-ID Header");
     let mismatch = String::from_utf8(request("OPTIONS", &ruri, "z9hG4bK-e7", 1, "e7", None, ""))
         .unwrap()
         .replace("1 OPTIONS", "1 INVITE");
