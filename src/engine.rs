@@ -128,6 +128,16 @@ pub enum Request {
         /// The name to resolve.
         host: String,
     },
+    /// Run a store operation (a user or bindings look-up, a bindings
+    /// update): the shell hands it to the store's thread and feeds the
+    /// answer back as `Reply::Store`; without a store the answer is
+    /// `StoreError::Unavailable`. Never blocks the core.
+    Store {
+        /// Correlates the reply.
+        token: u64,
+        /// What to do.
+        op: crate::store::StoreOp,
+    },
 }
 
 /// The answer to a `Request`.
@@ -139,6 +149,13 @@ pub enum Reply {
         token: u64,
         /// The addresses found (ports are 0: the engine applies its own).
         addrs: Vec<std::net::IpAddr>,
+    },
+    /// The answer to a `Request::Store`.
+    Store {
+        /// The request's token.
+        token: u64,
+        /// The store's answer.
+        answer: Result<crate::store::StoreAnswer, crate::store::StoreError>,
     },
 }
 

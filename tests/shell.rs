@@ -287,6 +287,39 @@ fn engine_timers_and_dns_requests_are_served() {
 }
 
 #[test]
+fn store_requests_are_answered_by_the_store_thread() {
+    use futures_lite::future::block_on;
+    use sipring::store::Store;
+    let dir = std::env::temp_dir().join(format!("sipring-shell-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = sipring::store::embedded::EmbeddedStore::open(&dir).unwrap();
+    let alice = sipring::store::suite::user("alice@example.com", None);
+    block_on(store.put_user(alice)).unwrap();
+    let config = test_config(2);
+    let shared: std::sync::Arc<dyn Store> = std::sync::Arc::new(store.clone());
+    let handle = sipring::shell::start_with_store(&config, Some(shared), |ctx| {
+        support::Fixture::new(ctx, None)
+    })
+    .unwrap();
+    let public = handle.addrs()[0].public_udp.unwrap();
+    let client = udp_client();
+    for (i, (aor, want)) in [("alice@example.com", "found"), ("bob@example.com", "none")]
+        .into_iter()
+        .enumerate()
+    {
+        let call_id = format!("store-{i}@test");
+        let extra = format!("X-Store-User: {aor}\r\n");
+        client.send_to(&options(&call_id, &extra), public).unwrap();
+        let (resp, _) = recv(&client);
+        assert_eq!(header_str(&resp, "X-User"), want, "{aor}");
+    }
+    handle.stop();
+    handle.join().unwrap();
+    store.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn stop_drains_in_flight_work_then_returns() {
     let shell = start(&test_config(2), None);
     let client = udp_client();

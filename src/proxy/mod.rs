@@ -1493,6 +1493,7 @@ impl Engine for ProxyEngine {
     fn handle_reply(&mut self, now: Instant, reply: Reply) {
         match reply {
             Reply::Resolved { token, addrs } => self.on_resolved(now, token, &addrs),
+            Reply::Store { .. } => {}
         }
         self.counters.set_transactions_active(self.active as u64);
     }

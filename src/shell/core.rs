@@ -111,6 +111,11 @@ pub(crate) struct UdpSock {
 pub(crate) enum Spawn {
     /// Resolve a name on the blocking pool.
     Resolve { token: u64, host: String },
+    /// Await a store operation (the store's thread answers).
+    Store {
+        token: u64,
+        fut: crate::store::OpFuture,
+    },
     /// Open an outbound TCP connection for connection `id`.
     Connect { id: u32, addr: SocketAddr },
     /// Keep writing connection `id`'s pending output.
@@ -140,6 +145,8 @@ pub(crate) struct Core<E> {
     pub(crate) armed: Option<Instant>,
     pub(crate) dns: super::dns::DnsCache,
     pub(crate) spawns: Vec<Spawn>,
+    /// Where `Request::Store` goes (none: answered `Unavailable`).
+    pub(crate) store: Option<Arc<dyn crate::store::Store>>,
 }
 
 impl<E> std::fmt::Debug for Core<E> {
@@ -184,6 +191,7 @@ impl<E: Engine> Core<E> {
             armed: None,
             dns,
             spawns: Vec::new(),
+            store: None,
             tuning,
         }
     }
@@ -394,7 +402,31 @@ impl<E: Engine> Core<E> {
                     self.spawns.push(Spawn::Resolve { token, host });
                 }
             }
+            Request::Store { token, op } => match &self.store {
+                Some(store) => {
+                    let fut = op.run(&**store);
+                    self.spawns.push(Spawn::Store { token, fut });
+                }
+                None => {
+                    let answer = Err(crate::store::StoreError::Unavailable("no store".into()));
+                    let now = self.clock.now();
+                    self.engine
+                        .handle_reply(now, Reply::Store { token, answer });
+                }
+            },
         }
+    }
+
+    /// A store operation was answered.
+    pub(crate) fn on_store(
+        &mut self,
+        token: u64,
+        answer: Result<crate::store::StoreAnswer, crate::store::StoreError>,
+    ) {
+        let now = self.clock.now();
+        self.engine
+            .handle_reply(now, Reply::Store { token, answer });
+        self.flush();
     }
 
     /// A name resolved on the blocking pool.

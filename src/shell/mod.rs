@@ -13,8 +13,8 @@
 //! `udp.recv_batch` datagrams with non-blocking syscalls into the socket's one
 //! reused buffer, feed each to the engine with `now` from the monotonic clock,
 //! drain `poll_transmit` into non-blocking sends from the core's one output
-//! buffer, drain `poll_request` into off-path work (DNS on the blocking pool),
-//! and re-arm the one glommio timer at `poll_timeout`.
+//! buffer, drain `poll_request` into off-path work (DNS on the blocking pool,
+//! store operations awaited until the storage thread answers), and re-arm the one glommio timer at `poll_timeout`.
 //!
 //! Shutdown: [`ShellHandle::stop`] (wired to SIGINT/SIGTERM by `main`) makes
 //! every core call `Engine::drain`, stop accepting TCP connections, keep
@@ -317,6 +317,19 @@ where
     F: Fn(CoreContext) -> E + Send + Sync + 'static,
     E: Engine + 'static,
 {
+    start_with_store(config, None, factory)
+}
+
+/// [`start`], with the store that runs the engines' `Request::Store`.
+pub fn start_with_store<F, E>(
+    config: &Config,
+    store: Option<Arc<dyn crate::store::Store>>,
+    factory: F,
+) -> io::Result<ShellHandle>
+where
+    F: Fn(CoreContext) -> E + Send + Sync + 'static,
+    E: Engine + 'static,
+{
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -368,6 +381,7 @@ where
             mesh: mesh.clone(),
             returns: returns.clone(),
             ready: ready_tx.clone(),
+            store: store.clone(),
         };
         let factory = factory.clone();
         let mut builder =

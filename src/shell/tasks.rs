@@ -40,6 +40,7 @@ pub(crate) struct CoreSetup {
     pub(crate) mesh: Option<MeshBuilder<MeshMsg, Full>>,
     pub(crate) returns: Vec<Arc<ArrayQueue<Vec<u8>>>>,
     pub(crate) ready: mpsc::Sender<io::Result<CoreId>>,
+    pub(crate) store: Option<Arc<dyn crate::store::Store>>,
 }
 
 type Shared<E> = Rc<RefCell<Core<E>>>;
@@ -98,7 +99,7 @@ where
     let udp_private = sock(&private_udp, s.ctx.private_udp);
     let counters = s.ctx.counters.clone();
     let engine = factory(s.ctx);
-    let core = Rc::new(RefCell::new(Core::new(
+    let mut core = Core::new(
         id,
         engine,
         s.clock,
@@ -108,7 +109,9 @@ where
         udp_private,
         senders,
         s.returns,
-    )));
+    );
+    core.store = s.store;
+    let core = Rc::new(RefCell::new(core));
 
     if let Some(mut rx) = receivers {
         for (_, stream) in rx.streams() {
@@ -177,6 +180,9 @@ fn run_spawns<E: Engine + 'static>(core: &Shared<E>) {
         match job {
             Spawn::Resolve { token, host } => {
                 spawn_local(resolve_task(core.clone(), token, host)).detach();
+            }
+            Spawn::Store { token, fut } => {
+                spawn_local(store_task(core.clone(), token, fut)).detach();
             }
             Spawn::Connect { id, addr } => {
                 spawn_local(connect_task(core.clone(), id, addr)).detach();
@@ -360,6 +366,14 @@ async fn resolve_task<E: Engine + 'static>(core: Shared<E>, token: u64, host: St
         .spawn_blocking(move || dns::resolve_blocking(&name))
         .await;
     core.borrow_mut().on_resolved(token, host, addrs);
+    run_spawns(&core);
+}
+
+/// Awaits a store operation (woken from the storage thread) and hands the
+/// answer to the engine.
+async fn store_task<E: Engine + 'static>(core: Shared<E>, token: u64, fut: crate::store::OpFuture) {
+    let answer = fut.await;
+    core.borrow_mut().on_store(token, answer);
     run_spawns(&core);
 }
 

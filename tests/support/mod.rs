@@ -23,7 +23,9 @@ use sipring::time::Instant;
 ///   `X-Listener` (`public`/`private`/`handoff`), back over the transport and
 ///   connection it came on. With `X-Delay-Ms: N` the answer waits N ms on the
 ///   engine's timer; with `X-Resolve: HOST` it waits for a `Request::Resolve`
-///   and carries `X-Resolved: IP,...`. While draining it answers 503.
+///   and carries `X-Resolved: IP,...`; with `X-Store-User: AOR` it asks the
+///   store (`Request::Store`) and carries `X-User: found|none|error`.
+///   While draining it answers 503.
 /// - Other requests: forwarded unchanged to `forward` (if set), out of the
 ///   private socket.
 /// - Responses: dropped (counted as stray).
@@ -132,6 +134,16 @@ impl Fixture {
                 self.delayed.push((due, msg.peer, msg.listener, b.to_vec()));
                 return;
             }
+            if let Some(aor) = header(b, "X-Store-User") {
+                let token = self.next_token;
+                self.next_token += 1;
+                let aor = String::from_utf8(aor.to_vec()).unwrap();
+                let op = sipring::store::StoreOp::User { aor };
+                self.requests.push_back(Request::Store { token, op });
+                self.resolving
+                    .push((token, msg.peer, msg.listener, b.to_vec()));
+                return;
+            }
             if let Some(host) = header(b, "X-Resolve") {
                 let token = self.next_token;
                 self.next_token += 1;
@@ -171,13 +183,24 @@ impl Engine for Fixture {
     }
 
     fn handle_reply(&mut self, _now: Instant, reply: Reply) {
-        let Reply::Resolved { token, addrs } = reply;
+        let (token, extra) = match reply {
+            Reply::Resolved { token, addrs } => {
+                let ips: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                (token, format!("X-Resolved: {}\r\n", ips.join(",")))
+            }
+            Reply::Store { token, answer } => {
+                let found = match answer {
+                    Ok(sipring::store::StoreAnswer::User(Some(_))) => "found",
+                    Ok(_) => "none",
+                    Err(_) => "error",
+                };
+                (token, format!("X-User: {found}\r\n"))
+            }
+        };
         let Some(i) = self.resolving.iter().position(|r| r.0 == token) else {
             return;
         };
         let (_, peer, via, req) = self.resolving.swap_remove(i);
-        let ips: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-        let extra = format!("X-Resolved: {}\r\n", ips.join(","));
         self.answer(peer, via, &req, "200 OK", extra.as_bytes());
     }
 

@@ -21,21 +21,20 @@
 mod client;
 pub mod config;
 mod metrics;
-pub mod model;
 mod schema;
 mod sink;
 mod worker;
 mod writer;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::store::model;
+pub use crate::store::pending::{Pending, StoreError, wall_ms};
 pub use config::{BatchMode, CassandraConfig, ConfigError, Replication};
 pub use model::{
     Binding, DialogKey, DialogMutation, DialogPartition, DialogRecord, ProxyInfo, User,
@@ -45,30 +44,6 @@ pub use writer::{DialogWriter, WriterStats};
 
 use client::SharedClient;
 use worker::{Job, Msg};
-
-/// Why a storage request failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreError {
-    /// Cassandra is unreachable, slow or overloaded: retrying may succeed.
-    Unavailable(String),
-    /// The storage thread's queue is full: the request was not sent.
-    Overloaded,
-    /// A request Cassandra refused or a result it could not be read as
-    /// expected: retrying will not help.
-    Backend(String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::Unavailable(e) => write!(f, "cassandra unavailable: {e}"),
-            StoreError::Overloaded => write!(f, "cassandra storage queue full"),
-            StoreError::Backend(e) => write!(f, "cassandra: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// The storage thread's counters: written by it (and, for the dialog
 /// queues, by each core's [`WriterStats`]), read by the metrics thread.
@@ -174,6 +149,7 @@ struct Inner {
     tx: mpsc::Sender<Msg>,
     config: CassandraConfig,
     stats: Arc<StoreStats>,
+    epochs: Arc<crate::store::Epochs>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -192,6 +168,7 @@ impl CassandraStore {
                 tx,
                 config,
                 stats,
+                epochs: Arc::default(),
                 thread: Mutex::new(Some(thread)),
             }),
         })
@@ -387,51 +364,126 @@ impl CassandraStore {
     }
 }
 
-/// The answer to a store request, as a future that any executor can await
-/// (the storage thread wakes it). Dropping it abandons the answer, not the
-/// request.
-#[derive(Debug)]
-pub enum Pending<T> {
-    /// Sent; the answer comes through this channel.
-    Waiting(oneshot::Receiver<Result<T, StoreError>>),
-    /// Not sent: the error, taken by the first poll.
-    Failed(Option<StoreError>),
-}
-
-impl<T> Pending<T> {
-    /// The answer if it has come, without waiting (for a shell that polls).
-    pub fn try_take(&mut self) -> Option<Result<T, StoreError>> {
-        match self {
-            Pending::Waiting(rx) => match rx.try_recv() {
-                Ok(r) => Some(r),
-                Err(oneshot::error::TryRecvError::Empty) => None,
-                Err(oneshot::error::TryRecvError::Closed) => Some(Err(stopped())),
-            },
-            Pending::Failed(e) => Some(Err(e.take().unwrap_or_else(stopped))),
-        }
+/// The storage interface shared with the embedded store (docs/storage.md).
+/// Writes bump this process's change counters once Cassandra acknowledged
+/// them; writes made through other nodes are not seen there, so caches in
+/// front of this backend also expire by age.
+impl crate::store::Store for CassandraStore {
+    fn user(&self, aor: &str) -> Pending<Option<User>> {
+        CassandraStore::user(self, aor)
     }
-}
 
-/// Wall-clock milliseconds since the Unix epoch (the store's time base).
-pub fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+    fn user_by_phone(&self, phone: &str) -> Pending<Option<User>> {
+        CassandraStore::user_by_phone(self, phone)
+    }
 
-fn stopped() -> StoreError {
-    StoreError::Unavailable("storage thread stopped".into())
-}
+    fn put_user(&self, user: User) -> Pending<()> {
+        let epochs = self.inner.epochs.clone();
+        self.call(move |c| async move {
+            c.put_user(&user).await?;
+            epochs.bump_users();
+            Ok(())
+        })
+    }
 
-impl<T> Future for Pending<T> {
-    type Output = Result<T, StoreError>;
+    fn delete_user(&self, aor: &str) -> Pending<bool> {
+        let aor = aor.to_owned();
+        let epochs = self.inner.epochs.clone();
+        self.call(move |c| async move {
+            let existed = c.delete_user(&aor).await?;
+            epochs.bump_users();
+            epochs.bump_bindings(&aor);
+            Ok(existed)
+        })
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Pending::Waiting(rx) => Pin::new(rx)
-                .poll(cx)
-                .map(|r| r.unwrap_or_else(|_| Err(stopped()))),
-            Pending::Failed(e) => Poll::Ready(Err(e.take().unwrap_or_else(stopped))),
-        }
+    fn list_users(&self) -> Pending<Vec<User>> {
+        CassandraStore::list_users(self)
+    }
+
+    fn bindings(&self, aor: &str) -> Pending<Vec<Binding>> {
+        let aor = aor.to_owned();
+        self.call(move |c| async move {
+            let now = wall_ms();
+            let mut v = c.bindings(&aor).await?;
+            // The TTL has a granularity of seconds: be exact.
+            v.retain(|b| b.expires_at_ms > now);
+            Ok(v)
+        })
+    }
+
+    fn update_bindings(
+        &self,
+        aor: &str,
+        update: crate::store::BindingUpdate,
+    ) -> Pending<crate::store::BindingSet> {
+        let aor = aor.to_owned();
+        let epochs = self.inner.epochs.clone();
+        self.call(move |c| async move {
+            if let Some(b) = update.put.iter().find(|b| b.aor != aor) {
+                return Err(StoreError::Backend(format!(
+                    "binding of {} in an update of {aor}",
+                    b.aor
+                )));
+            }
+            if update.remove_all {
+                c.delete_bindings(&aor).await?;
+            }
+            for contact in &update.remove {
+                c.delete_binding(&aor, contact).await?;
+            }
+            let now = wall_ms();
+            for b in &update.put {
+                let secs = (b.expires_at_ms - now).max(1000).div_euclid(1000) as u64;
+                let secs = u32::try_from(secs).unwrap_or(u32::MAX);
+                c.put_binding(b, secs).await?;
+            }
+            let epoch = epochs.bump_bindings(&aor);
+            let now = wall_ms();
+            let mut bindings = c.bindings(&aor).await?;
+            bindings.retain(|b| b.expires_at_ms > now);
+            Ok(crate::store::BindingSet { bindings, epoch })
+        })
+    }
+
+    fn put_proxy(&self, proxy: ProxyInfo) -> Pending<()> {
+        CassandraStore::put_proxy(self, proxy)
+    }
+
+    fn heartbeat(&self, node_id: &str, at_ms: i64, load: f64) -> Pending<()> {
+        CassandraStore::heartbeat(self, node_id, at_ms, load)
+    }
+
+    fn proxies(&self) -> Pending<Vec<ProxyInfo>> {
+        CassandraStore::proxies(self)
+    }
+
+    fn delete_proxy(&self, node_id: &str) -> Pending<()> {
+        CassandraStore::delete_proxy(self, node_id)
+    }
+
+    fn write_dialogs(&self, mutations: Vec<DialogMutation>) -> Pending<()> {
+        self.call(move |c| async move {
+            // In order, one partition's run at a time.
+            let mut i = 0;
+            while i < mutations.len() {
+                let p = &mutations[i].key().partition;
+                let run: Vec<&DialogMutation> = mutations[i..]
+                    .iter()
+                    .take_while(|m| &m.key().partition == p)
+                    .collect();
+                i += run.len();
+                c.write_partition(&run).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn dialogs(&self, partitions: Vec<DialogPartition>) -> Pending<Vec<DialogRecord>> {
+        CassandraStore::dialogs(self, partitions)
+    }
+
+    fn epochs(&self) -> Arc<crate::store::Epochs> {
+        self.inner.epochs.clone()
     }
 }

@@ -1,5 +1,5 @@
-//! The records the Cassandra backend stores: users, bindings, proxies and
-//! dialogs, in the shape of their rows (docs/storage.md).
+//! The records every store backend keeps: users, bindings, proxies and
+//! dialogs (docs/storage.md gives each backend's tables and keys).
 //!
 //! Times are wall-clock milliseconds since the Unix epoch (`*_ms`): they are
 //! shared between nodes, unlike the engine's monotonic `Instant`.
@@ -23,7 +23,7 @@ pub struct User {
 }
 
 /// One registered contact of an AOR: a row of `bindings`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Binding {
     /// The AOR it belongs to (the partition key).
     pub aor: String,
