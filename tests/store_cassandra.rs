@@ -42,6 +42,17 @@ fn binding(aor: &str, contact: &str, expires_in_s: i64) -> Binding {
     }
 }
 
+/// The storage interface's contract (the suite the embedded store also
+/// passes), on a fresh keyspace.
+#[test]
+fn the_store_contract_holds_on_cassandra() {
+    let Some(store) = connect("suite") else {
+        return;
+    };
+    sipring::store::suite::run_all(&store);
+    store.shutdown(Duration::from_secs(5));
+}
+
 #[test]
 fn users_crud_with_the_phone_index() {
     let Some(store) = connect("users") else {
