@@ -4,6 +4,7 @@
 //! modules that never touch a socket or read a clock; the glommio shell and
 //! the storage thread drive it. See `docs/architecture.md`.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod counters;
