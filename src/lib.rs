@@ -17,3 +17,4 @@ pub mod store;
 pub mod time;
 pub mod timer;
 pub mod transaction;
+pub mod users;

@@ -28,6 +28,16 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::User(args) => {
+            let mut out = std::io::stdout().lock();
+            match sipring::users::run(&args, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sipring user: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 
