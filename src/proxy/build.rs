@@ -233,9 +233,10 @@ pub(crate) fn call_response(
     code: u16,
     reason: &str,
     tag: &[u8],
+    extra: &[u8],
 ) {
     if let Ok(Parsed::Request(m)) = parse(request) {
-        response_from(out, &m, None, code, reason, tag, &[]);
+        response_from(out, &m, None, code, reason, tag, extra);
     }
 }
 

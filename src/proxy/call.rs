@@ -161,6 +161,9 @@ pub(crate) struct Call {
     /// When to send 100 Trying if nothing went upstream by then (§17.2.1,
     /// `trying_delay`).
     pub(crate) trying_due: Option<Instant>,
+    /// Waiting for the services' decision: its token and the deadline
+    /// after which the request is answered 503.
+    pub(crate) waiting: Option<(u64, Instant)>,
 }
 
 impl Call {
@@ -171,6 +174,7 @@ impl Call {
             .filter_map(Branch::poll_timeout)
             .chain(self.server.poll_timeout())
             .chain(self.trying_due)
+            .chain(self.waiting.map(|w| w.1))
             .min()
     }
 

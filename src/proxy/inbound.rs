@@ -58,8 +58,6 @@ pub(crate) struct RouteValue<'a> {
 #[derive(Clone, Debug)]
 pub(crate) struct Uri<'a> {
     pub(crate) scheme: &'a [u8],
-    /// The user part, empty when absent.
-    pub(crate) user: &'a [u8],
     /// The host (empty for schemes other than sip/sips).
     pub(crate) host: &'a [u8],
     pub(crate) port: Option<u16>,
@@ -77,14 +75,12 @@ impl<'a> Uri<'a> {
         match u.as_sip() {
             Some(s) => Uri {
                 scheme: u.scheme(),
-                user: s.user.unwrap_or(empty),
                 host: s.host.raw,
                 port: s.port,
                 sip: Some(*s),
             },
             None => Uri {
                 scheme: u.scheme(),
-                user: empty,
                 host: empty,
                 port: None,
                 sip: None,

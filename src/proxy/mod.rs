@@ -26,6 +26,7 @@ mod call;
 mod inbound;
 mod output;
 mod route;
+mod services;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +55,7 @@ use call::{Best, Branch, Call, CancelTx, ClientTx, Kind, ServerTx, better};
 use inbound::{Msg, Parsed, Start};
 use output::{BufPool, Output};
 use route::{Identity, NextHop};
+pub use services::{Action, NewRequest, Services, Target};
 
 /// The granularity of the engine's wake-ups for timers.
 const TIMER_BATCH: Duration = Duration::from_millis(10);
@@ -103,15 +105,6 @@ impl Default for ProxySettings {
             udp_max_request: Some(1300),
         }
     }
-}
-
-/// The location service (§16.5): the contacts registered for a user of this
-/// node's domain. The registrar provides it; without one, requests for this
-/// node go to `forward_to` (or get 404).
-pub trait Locator: std::fmt::Debug {
-    /// The contact URIs of `user` (the Request-URI's user part); several
-    /// mean parallel forking.
-    fn targets(&self, user: &[u8]) -> &[Vec<u8>];
 }
 
 impl ProxySettings {
@@ -200,9 +193,16 @@ pub struct ProxyEngine {
     lookups: HashMap<u64, Lookup>,
     next_token: u64,
     draining: bool,
-    locator: Option<Box<dyn Locator>>,
+    services: Option<Box<dyn Services>>,
+    /// Calls waiting for a decision of the services, by token.
+    waits: HashMap<u64, u32>,
+    next_wait: u64,
     dialogs: Option<Box<dyn DialogSink>>,
 }
+
+/// How long a request waits for the services' decision (a store answer)
+/// before it is answered 503.
+const WAIT_LIMIT: Duration = Duration::from_secs(8);
 
 fn status_class(code: u16) -> Option<StatusClass> {
     StatusClass::of(code)
@@ -239,15 +239,18 @@ impl ProxyEngine {
             lookups: HashMap::new(),
             next_token: 1,
             draining: false,
-            locator: None,
+            services: None,
+            waits: HashMap::new(),
+            next_wait: 1,
             dialogs: None,
             cfg,
         }
     }
 
-    /// Installs the location service.
-    pub fn set_locator(&mut self, locator: Box<dyn Locator>) {
-        self.locator = Some(locator);
+    /// Installs the registrar, authentication and location service: it
+    /// decides what happens to every new request (see [`Services`]).
+    pub fn set_services(&mut self, services: Box<dyn Services>) {
+        self.services = Some(services);
     }
 
     /// Installs the dialog-state sink (the Cassandra store): it hears of
@@ -334,7 +337,9 @@ impl ProxyEngine {
         let Some(ruri) = m.request_uri() else {
             return self.respond_new(now, m, rx, 400, "Malformed Request-URI", &[]);
         };
-        if !ruri.is_sip() {
+        // A tel: URI may name a user's phone alias: the services decide.
+        let tel = self.services.is_some() && ruri.scheme.eq_ignore_ascii_case(b"tel");
+        if !ruri.is_sip() && !tel {
             return self.respond_new(now, m, rx, 416, "Unsupported URI Scheme", &[]);
         }
         if ruri.has_headers() {
@@ -373,17 +378,39 @@ impl ProxyEngine {
         {
             sink.ended(now, m.call_id, a, b);
         }
-        // §16.5: a request for this node's own domain goes to the contacts
-        // the location service knows (parallel forking when several).
-        if self.me.is_me(ruri.host, ruri.port) && m.routes().next().is_none() {
-            if let Some(loc) = self.locator.take() {
-                let contacts = loc.targets(ruri.user);
-                if !contacts.is_empty() {
-                    self.start_forked_call(now, m, rx, key, contacts, loop_hash);
-                    self.locator = Some(loc);
+        // The registrar, authentication and location service (§16.5).
+        if let Some(mut services) = self.services.take() {
+            let token = self.next_wait;
+            self.next_wait += 1;
+            let req = NewRequest {
+                message: &m.pm,
+                method,
+                source: rx.peer,
+                listener: rx.listener,
+                to_me: ruri.is_sip() && self.me.is_me(ruri.host, ruri.port),
+                routed: route::routed_elsewhere(&self.me, m),
+                in_dialog: m.to_tag.is_some(),
+            };
+            let action = services.on_request(now, &req, token);
+            self.services = Some(services);
+            match action {
+                Action::Proxy if !ruri.is_sip() => {
+                    return self.respond_new(now, m, rx, 416, "Unsupported URI Scheme", &[]);
+                }
+                Action::Proxy => {}
+                Action::Respond {
+                    code,
+                    reason,
+                    headers,
+                } => return self.respond_new(now, m, rx, code, reason, &headers),
+                Action::Fork(targets) => {
+                    return self.start_target_call(now, m, rx, key, &targets, loop_hash);
+                }
+                Action::Wait => {
+                    let id = self.open_call(now, m, rx, key);
+                    self.wait_for(now, id, token);
                     return;
                 }
-                self.locator = Some(loc);
             }
         }
         let plan = match route::plan(&self.me, m, self.cfg.forward_to, rx.peer, None) {
@@ -522,6 +549,7 @@ impl ProxyEngine {
         if call.resolving || call.branches.is_empty() {
             // Nothing forwarded yet: the request ends here.
             call.resolving = false;
+            self.stop_waiting(id);
             self.respond_call(now, id, 487, "Request Terminated");
             return;
         }
@@ -605,20 +633,33 @@ impl ProxyEngine {
         self.reschedule(now, id);
     }
 
-    /// Starts a call forked to several contacts (§16.5–16.6): one branch
-    /// each; contacts that do not route (or need a lookup) are skipped.
-    fn start_forked_call(
+    /// Starts a call forked to the targets of the location service
+    /// (§16.5–16.6): one branch each; targets that do not route (or need a
+    /// lookup) are skipped; 480 when none is left.
+    fn start_target_call(
         &mut self,
         now: Instant,
         m: &Msg<'_>,
         rx: Received<'_>,
         key: TxKey,
-        contacts: &[Vec<u8>],
+        targets: &[Target],
         loop_hash: u64,
     ) {
         let id = self.open_call(now, m, rx, key);
-        for c in contacts {
-            let Ok(plan) = route::plan(&self.me, m, self.cfg.forward_to, rx.peer, Some(c)) else {
+        self.fork_to(now, id, m, rx, targets, loop_hash);
+    }
+
+    fn fork_to(
+        &mut self,
+        now: Instant,
+        id: u32,
+        m: &Msg<'_>,
+        rx: Received<'_>,
+        targets: &[Target],
+        loop_hash: u64,
+    ) {
+        for t in targets {
+            let Ok(plan) = route::plan_target(&self.me, m, t) else {
                 continue;
             };
             if let Some(dest) = self.resolve_now(&plan.next_hop, plan.transport(rx.peer.transport))
@@ -633,6 +674,96 @@ impl ProxyEngine {
             self.respond_call(now, id, 480, "Temporarily Unavailable");
         }
         self.reschedule(now, id);
+    }
+
+    /// Call `id` waits for the services' decision `token`.
+    fn wait_for(&mut self, now: Instant, id: u32, token: u64) {
+        if let Some(call) = self.calls[id as usize].as_mut() {
+            call.waiting = Some((token, now + WAIT_LIMIT));
+            self.waits.insert(token, id);
+        }
+        self.reschedule(now, id);
+    }
+
+    /// Applies the services' decisions for waiting calls.
+    fn drain_decisions(&mut self, now: Instant) {
+        loop {
+            let Some((token, action)) = self.services.as_mut().and_then(|s| s.poll_decision())
+            else {
+                return;
+            };
+            let Some(id) = self.waits.remove(&token) else {
+                continue;
+            };
+            let Some(call) = self.calls[id as usize].as_mut() else {
+                continue;
+            };
+            if call.waiting.map(|w| w.0) != Some(token) || call.server.is_final() {
+                continue;
+            }
+            call.waiting = None;
+            match action {
+                Action::Respond {
+                    code,
+                    reason,
+                    headers,
+                } => self.respond_call_with(now, id, code, reason, &headers),
+                Action::Wait => {
+                    // A decision must decide.
+                    tracing::debug!("services decided to wait again");
+                    self.respond_call(now, id, 500, "Server Internal Error");
+                }
+                Action::Proxy | Action::Fork(_) => self.resume(now, id, action),
+            }
+            self.reschedule(now, id);
+        }
+    }
+
+    /// Routes a call that waited: as usual (`Proxy`) or to targets.
+    fn resume(&mut self, now: Instant, id: u32, action: Action) {
+        let Some(call) = self.calls[id as usize].as_ref() else {
+            return;
+        };
+        let (upstream, listener) = (call.upstream, call.listener);
+        let Some(kept) = call.request.as_deref() else {
+            return;
+        };
+        // A working copy: the call keeps its own for the responses it may
+        // still generate.
+        let request = self.pool.copy_of(kept);
+        let rx = Received {
+            bytes: &request,
+            peer: upstream,
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            listener,
+        };
+        if let Ok(Parsed::Request(m)) = inbound::parse(&request) {
+            let loop_hash = route::loop_hash(&m);
+            match action {
+                Action::Fork(targets) => self.fork_to(now, id, &m, rx, &targets, loop_hash),
+                _ => match route::plan(&self.me, &m, self.cfg.forward_to, upstream, None) {
+                    Ok(plan) => {
+                        let transport = plan.transport(upstream.transport);
+                        match self.resolve_now(&plan.next_hop, transport) {
+                            Some(dest) => self.add_branch(now, id, &m, rx, &plan, dest, loop_hash),
+                            None => {
+                                if let NextHop::Name { host, .. } = plan.next_hop {
+                                    if let Some(call) = self.calls[id as usize].as_mut() {
+                                        call.resolving = true;
+                                    }
+                                    self.request_lookup(host, Some(id));
+                                }
+                            }
+                        }
+                    }
+                    Err(route::NoRoute { code, reason }) => {
+                        self.drop_msg(DropReason::NoRoute);
+                        self.respond_call(now, id, code, reason);
+                    }
+                },
+            }
+        }
+        self.pool.give(request);
     }
 
     /// Creates the call and its server transaction; answers 100 Trying to
@@ -661,6 +792,7 @@ impl ProxyEngine {
             local_tag: self.ids.tag(),
             timer: None,
             trying_due: None,
+            waiting: None,
         };
         let id = self.alloc_call(call);
         self.keys.insert(key, Slot::Server(id));
@@ -832,6 +964,7 @@ impl ProxyEngine {
             local_tag: tag,
             timer: None,
             trying_due: None,
+            waiting: None,
         };
         let id = self.alloc_call(call);
         self.keys.insert(key, Slot::Server(id));
@@ -857,6 +990,11 @@ impl ProxyEngine {
     /// Sends a response the proxy generates for call `id` (100, 408, 487,
     /// 500, ...), built from the request it kept.
     fn respond_call(&mut self, now: Instant, id: u32, code: u16, reason: &str) {
+        self.respond_call_with(now, id, code, reason, &[]);
+    }
+
+    /// [`Self::respond_call`] with extra header lines.
+    fn respond_call_with(&mut self, now: Instant, id: u32, code: u16, reason: &str, extra: &[u8]) {
         let Some(call) = self.calls[id as usize].as_mut() else {
             return;
         };
@@ -876,7 +1014,7 @@ impl ProxyEngine {
         call.trying_due = None;
         let mut response = call.response.take().unwrap_or_else(|| self.pool.take());
         response.clear();
-        build::call_response(&mut response, request, code, reason, &call.local_tag);
+        build::call_response(&mut response, request, code, reason, &call.local_tag, extra);
         self.out.push(call.upstream, call.listener, &response);
         call.response = Some(response);
         if class.is_final() {
@@ -1202,7 +1340,21 @@ impl ProxyEngine {
         }
     }
 
+    /// Call `id` no longer wants the services' decision.
+    fn stop_waiting(&mut self, id: u32) {
+        let Some(call) = self.calls[id as usize].as_mut() else {
+            return;
+        };
+        if let Some((token, _)) = call.waiting.take() {
+            self.waits.remove(&token);
+            if let Some(s) = self.services.as_mut() {
+                s.abandon(token);
+            }
+        }
+    }
+
     fn free_call(&mut self, id: u32) {
+        self.stop_waiting(id);
         let Some(mut call) = self.calls[id as usize].take() else {
             return;
         };
@@ -1236,6 +1388,16 @@ impl ProxyEngine {
         if call.trying_due.is_some_and(|t| t <= now) {
             call.trying_due = None;
             self.respond_call(now, id, 100, "Trying");
+        }
+        if self.calls[id as usize]
+            .as_ref()
+            .and_then(|c| c.waiting)
+            .is_some_and(|(_, deadline)| deadline <= now)
+        {
+            // The store did not answer in time.
+            self.stop_waiting(id);
+            self.drop_msg(DropReason::Other);
+            self.respond_call(now, id, 503, "Service Unavailable");
         }
         let Some(call) = self.calls[id as usize].as_mut() else {
             return;
@@ -1493,7 +1655,12 @@ impl Engine for ProxyEngine {
     fn handle_reply(&mut self, now: Instant, reply: Reply) {
         match reply {
             Reply::Resolved { token, addrs } => self.on_resolved(now, token, &addrs),
-            Reply::Store { .. } => {}
+            reply @ Reply::Store { .. } => {
+                if let Some(s) = self.services.as_mut() {
+                    s.handle_reply(now, reply);
+                }
+                self.drain_decisions(now);
+            }
         }
         self.counters.set_transactions_active(self.active as u64);
     }
@@ -1539,6 +1706,12 @@ impl Engine for ProxyEngine {
         if let Some(d) = self.dialogs.as_mut() {
             d.handle_timeout(now);
         }
+        if let Some(s) = self.services.as_mut() {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.handle_timeout(now);
+            }
+        }
+        self.drain_decisions(now);
         self.counters.set_transactions_active(self.active as u64);
     }
 
@@ -1554,10 +1727,8 @@ impl Engine for ProxyEngine {
             .next_deadline()
             .map(|t| Instant::from_nanos(t.as_nanos().div_ceil(batch).saturating_mul(batch)));
         let sink = self.dialogs.as_ref().and_then(|d| d.poll_timeout());
-        match (wheel, sink) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let services = self.services.as_ref().and_then(|s| s.poll_timeout());
+        [wheel, sink, services].into_iter().flatten().min()
     }
 
     fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
@@ -1565,7 +1736,9 @@ impl Engine for ProxyEngine {
     }
 
     fn poll_request(&mut self) -> Option<Request> {
-        self.requests.pop_front()
+        self.requests
+            .pop_front()
+            .or_else(|| self.services.as_mut()?.poll_request())
     }
 
     fn drain(&mut self, _now: Instant) {

@@ -362,6 +362,63 @@ pub(crate) fn plan<'a, 'm: 'a>(
     })
 }
 
+/// Whether a Route that is not ours remains: the sender routes the
+/// request elsewhere (its top Route, when ours, is ignored).
+pub(crate) fn routed_elsewhere(me: &Identity, m: &Msg<'_>) -> bool {
+    let mut routes = m.routes();
+    let Some(first) = routes.next() else {
+        return false;
+    };
+    let mine = super::inbound::name_addr_uri(first.raw)
+        .and_then(Uri::parse)
+        .is_some_and(|u| me.is_me(u.host, u.port));
+    !mine || routes.next().is_some()
+}
+
+/// The plan for one target of the location service (§16.5-16.6): the
+/// contact becomes the Request-URI, the registration's Path goes on top of
+/// the Routes left after ours, and the next hop is the flow's address,
+/// else the first Route, else the contact.
+pub(crate) fn plan_target<'a, 'm: 'a>(
+    me: &Identity,
+    m: &Msg<'m>,
+    t: &'a super::Target,
+) -> Result<Plan<'a>, NoRoute> {
+    let bad = NoRoute {
+        code: 500,
+        reason: "Bad Contact",
+    };
+    let mut routes: SmallVec<[&'a [u8]; 4]> = t.route.iter().map(|r| &r[..]).collect();
+    let mut original = 0;
+    for (i, r) in m.routes().enumerate() {
+        original += 1;
+        if i == 0 {
+            let mine = super::inbound::name_addr_uri(r.raw)
+                .and_then(Uri::parse)
+                .is_some_and(|u| me.is_me(u.host, u.port));
+            if mine {
+                continue;
+            }
+        }
+        routes.push(r.raw);
+    }
+    let next_hop = match (t.dest, routes.first()) {
+        (Some(p), _) => NextHop::Addr(p.addr, Some(p.transport)),
+        (None, Some(first)) => {
+            let inner = super::inbound::name_addr_uri(first).ok_or(bad)?;
+            uri_hop(&Uri::parse(inner).ok_or(bad)?)?
+        }
+        (None, None) => uri_hop(&Uri::parse(&t.uri).ok_or(bad)?)?,
+    };
+    let changed = !t.route.is_empty() || routes.len() != original;
+    Ok(Plan {
+        next_hop,
+        request_uri: Some(&t.uri),
+        routes: changed.then_some(routes),
+        append_route: None,
+    })
+}
+
 fn forward_hop<'a>(forward_to: Option<SocketAddr>, from: Peer) -> Option<NextHop<'a>> {
     let hop = forward_to?;
     (from.addr != hop).then_some(NextHop::Addr(hop, None))

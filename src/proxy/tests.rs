@@ -94,13 +94,60 @@ impl Sent {
     }
 }
 
-/// A configurable location service for forking tests.
-#[derive(Debug)]
-struct Static(Vec<Vec<u8>>);
+/// A configurable location service for forking tests: user `fork` forks
+/// to the contacts; user `wait` waits, then forks to them after
+/// `Reply::Store` token 1 (any answer); others are proxied as usual.
+#[derive(Debug, Default)]
+struct Static {
+    contacts: Vec<Vec<u8>>,
+    waiting: Vec<u64>,
+    decisions: Vec<(u64, Action)>,
+    abandoned: Vec<u64>,
+}
 
-impl Locator for Static {
-    fn targets(&self, user: &[u8]) -> &[Vec<u8>] {
-        if user == b"fork" { &self.0 } else { &[] }
+impl Static {
+    fn targets(&self) -> Vec<Target> {
+        self.contacts
+            .iter()
+            .map(|c| Target {
+                uri: c.clone(),
+                route: Vec::new(),
+                dest: None,
+            })
+            .collect()
+    }
+}
+
+impl Services for Static {
+    fn on_request(&mut self, _now: Instant, req: &NewRequest<'_>, call: u64) -> Action {
+        let uri = req.message.request_uri().unwrap();
+        match uri.as_sip().and_then(|u| u.user) {
+            Some(b"fork") => Action::Fork(self.targets()),
+            Some(b"wait") => {
+                self.waiting.push(call);
+                Action::Wait
+            }
+            _ => Action::Proxy,
+        }
+    }
+    fn handle_reply(&mut self, _now: Instant, _reply: Reply) {
+        for call in std::mem::take(&mut self.waiting) {
+            let t = self.targets();
+            self.decisions.push((call, Action::Fork(t)));
+        }
+    }
+    fn poll_decision(&mut self) -> Option<(u64, Action)> {
+        self.decisions.pop()
+    }
+    fn poll_request(&mut self) -> Option<Request> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn abandon(&mut self, call: u64) {
+        self.abandoned.push(call);
     }
 }
 
@@ -675,7 +722,10 @@ fn forking_net() -> Net {
         .iter()
         .map(|a| format!("sip:bob@{a}").into_bytes())
         .collect();
-    net.cores[0].set_locator(Box::new(Static(contacts)));
+    net.cores[0].set_services(Box::new(Static {
+        contacts,
+        ..Static::default()
+    }));
     net
 }
 
@@ -722,6 +772,172 @@ fn forks_in_parallel_and_picks_the_best_response() {
     let best = out.iter().find(|s| s.status().is_some()).unwrap();
     assert_eq!(best.status(), Some(486), "lowest class, first received");
     assert_eq!(best.to, addr(UAC));
+}
+
+#[test]
+fn a_waiting_request_is_routed_when_the_services_decide() {
+    let mut net = forking_net();
+    let inv = request(
+        "INVITE",
+        &format!("sip:wait@{PROXY}"),
+        "z9hG4bK-w1",
+        1,
+        "w1",
+        None,
+        "",
+    );
+    net.send(UAC, &inv);
+    let out = net.take();
+    assert_eq!(out.len(), 1, "only 100 Trying while the services wait");
+    assert_eq!(out[0].status(), Some(100));
+    // A retransmission is absorbed (the 100 again), not decided twice.
+    net.send(UAC, &inv);
+    assert_eq!(net.take_one().status(), Some(100));
+    let now = net.now;
+    net.cores[0].handle_reply(
+        now,
+        Reply::Store {
+            token: 1,
+            answer: Err(crate::store::StoreError::Overloaded),
+        },
+    );
+    net.collect();
+    let out = net.take();
+    let dests: Vec<_> = out.iter().map(|s| s.to).collect();
+    assert_eq!(dests, vec![addr(UAS), addr(UAS2), addr(UAS3)]);
+    assert_eq!(out[0].start(), format!("INVITE sip:bob@{UAS} SIP/2.0"));
+}
+
+#[test]
+fn a_cancel_or_a_silent_store_ends_a_waiting_request() {
+    let mut net = forking_net();
+    let inv = request(
+        "INVITE",
+        &format!("sip:wait@{PROXY}"),
+        "z9hG4bK-w2",
+        1,
+        "w2",
+        None,
+        "",
+    );
+    net.send(UAC, &inv);
+    net.take();
+    let cancel = request(
+        "CANCEL",
+        &format!("sip:wait@{PROXY}"),
+        "z9hG4bK-w2",
+        1,
+        "w2",
+        None,
+        "",
+    );
+    net.send(UAC, &cancel);
+    let codes: Vec<_> = net.take().iter().filter_map(Sent::status).collect();
+    assert_eq!(codes, vec![200, 487]);
+    // The decision that comes later is ignored.
+    let now = net.now;
+    net.cores[0].handle_reply(
+        now,
+        Reply::Store {
+            token: 1,
+            answer: Err(crate::store::StoreError::Overloaded),
+        },
+    );
+    net.collect();
+    assert!(net.take().iter().all(|s| s.method() != Some("INVITE")));
+
+    // No decision at all: 503 after the wait limit.
+    let msg = request(
+        "MESSAGE",
+        &format!("sip:wait@{PROXY}"),
+        "z9hG4bK-w3",
+        1,
+        "w3",
+        None,
+        "",
+    );
+    net.send(UAC, &msg);
+    assert!(net.take().is_empty());
+    net.run_for(WAIT_LIMIT + Duration::from_secs(1));
+    // (The 487 above is retransmitted meanwhile: no ACK came.)
+    let out = net.take();
+    let to_message: Vec<_> = out
+        .iter()
+        .filter(|s| String::from_utf8_lossy(&s.bytes).contains("Call-ID: w3\r\n"))
+        .filter_map(Sent::status)
+        .collect();
+    assert_eq!(to_message, vec![503]);
+}
+
+#[test]
+fn targets_carry_their_path_and_flow() {
+    let mut net = Net::new(ProxySettings::default());
+    let flow = Peer {
+        addr: addr(UAS2),
+        transport: Transport::Udp,
+        conn: None,
+    };
+    let targets = vec![
+        Target {
+            uri: format!("sip:bob@{UAS}").into_bytes(),
+            route: vec![
+                b"<sip:edge.example.net;lr>".to_vec(),
+                b"<sip:203.0.113.99:5090;lr>".to_vec(),
+            ],
+            dest: Some(flow),
+        },
+        Target {
+            uri: format!("sip:bob@{UAS3}").into_bytes(),
+            route: vec![b"<sip:203.0.113.99:5090;lr>".to_vec()],
+            dest: None,
+        },
+    ];
+    #[derive(Debug)]
+    struct Fixed(Vec<Target>);
+    impl Services for Fixed {
+        fn on_request(&mut self, _: Instant, _: &NewRequest<'_>, _: u64) -> Action {
+            Action::Fork(self.0.clone())
+        }
+        fn handle_reply(&mut self, _: Instant, _: Reply) {}
+        fn poll_decision(&mut self) -> Option<(u64, Action)> {
+            None
+        }
+        fn poll_request(&mut self) -> Option<Request> {
+            None
+        }
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+        fn handle_timeout(&mut self, _: Instant) {}
+        fn abandon(&mut self, _: u64) {}
+    }
+    net.cores[0].set_services(Box::new(Fixed(targets)));
+    let inv = request(
+        "INVITE",
+        &format!("sip:bob@{PROXY}"),
+        "z9hG4bK-p1",
+        1,
+        "p1",
+        None,
+        "",
+    );
+    net.send(UAC, &inv);
+    let out: Vec<Sent> = net
+        .take()
+        .into_iter()
+        .filter(|s| s.method().is_some())
+        .collect();
+    assert_eq!(out.len(), 2);
+    // The flow's address, whatever the Path says; the Path as Route.
+    assert_eq!(out[0].to, addr(UAS2));
+    assert_eq!(out[0].start(), format!("INVITE sip:bob@{UAS} SIP/2.0"));
+    let text = String::from_utf8_lossy(&out[0].bytes);
+    assert!(
+        text.contains("Route: <sip:edge.example.net;lr>\r\nRoute: <sip:203.0.113.99:5090;lr>\r\n"),
+        "{text}"
+    );
+    // No flow: the first Path entry is the next hop.
+    assert_eq!(out[1].to, addr("203.0.113.99:5090"));
 }
 
 #[test]
