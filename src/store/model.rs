@@ -71,6 +71,8 @@ pub struct ProxyInfo {
     pub load: f64,
 }
 
+use std::sync::Arc;
+
 /// Where a dialog lives: its owner's partition and its identity within it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DialogKey {
@@ -89,8 +91,9 @@ pub struct DialogKey {
 /// reads that slice's recent buckets (`DialogPartition::recent`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DialogPartition {
-    /// The node that owns the dialogs.
-    pub owner_node: String,
+    /// The node that owns the dialogs (shared: every mutation of a core
+    /// names it).
+    pub owner_node: Arc<str>,
     /// The owner's ring slice (a core's slice of the key space).
     pub slice: u32,
     /// `created_at_ms / bucket_ms`.
@@ -102,7 +105,7 @@ impl DialogPartition {
     /// slice `slice`, with buckets of `bucket_ms`.
     pub fn new(owner_node: &str, slice: u32, created_at_ms: i64, bucket_ms: i64) -> Self {
         DialogPartition {
-            owner_node: owner_node.to_owned(),
+            owner_node: Arc::from(owner_node),
             slice,
             bucket: created_at_ms.div_euclid(bucket_ms.max(1)),
         }
@@ -121,10 +124,11 @@ impl DialogPartition {
         let bucket_ms = bucket_ms.max(1);
         let newest = now_ms.div_euclid(bucket_ms);
         let oldest = (now_ms - horizon_ms).div_euclid(bucket_ms);
+        let owner: Arc<str> = Arc::from(owner_node);
         (oldest..=newest)
             .rev()
             .map(|bucket| DialogPartition {
-                owner_node: owner_node.to_owned(),
+                owner_node: owner.clone(),
                 slice,
                 bucket,
             })
@@ -173,7 +177,7 @@ mod tests {
         let p = DialogPartition::recent("n1", 3, 10_500, 2_000, 1_000);
         let buckets: Vec<i64> = p.iter().map(|p| p.bucket).collect();
         assert_eq!(buckets, vec![10, 9, 8]);
-        assert!(p.iter().all(|p| p.owner_node == "n1" && p.slice == 3));
+        assert!(p.iter().all(|p| &*p.owner_node == "n1" && p.slice == 3));
         // A dialog created inside the horizon is in one of them.
         let d = DialogPartition::new("n1", 3, 8_600, 1_000);
         assert!(p.contains(&d));

@@ -433,7 +433,7 @@ impl Client {
             .session
             .execute_iter(
                 self.ps.get_dialogs.clone(),
-                (p.owner_node.as_str(), slice, p.bucket),
+                (&*p.owner_node, slice, p.bucket),
             )
             .await
             .map_err(backend)?
@@ -554,7 +554,7 @@ impl SerializeRow for DialogRow<'_> {
             DialogMutation::Upsert(r) => {
                 let k = &r.key;
                 (
-                    k.partition.owner_node.as_str(),
+                    &*k.partition.owner_node,
                     i32::try_from(k.partition.slice).unwrap_or(i32::MAX),
                     k.partition.bucket,
                     k.call_id.as_str(),
@@ -566,7 +566,7 @@ impl SerializeRow for DialogRow<'_> {
                     .serialize(ctx, writer)
             }
             DialogMutation::Delete(k) => (
-                k.partition.owner_node.as_str(),
+                &*k.partition.owner_node,
                 i32::try_from(k.partition.slice).unwrap_or(i32::MAX),
                 k.partition.bucket,
                 k.call_id.as_str(),

@@ -9,6 +9,7 @@
 //! wall clock (shared with other nodes), read here, not in the engine.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ pub struct CassandraDialogs {
     bucket_ms: i64,
     ttl: Duration,
     /// Identity hash -> (bucket, hash of the caller's tag).
-    live: HashMap<u64, (i64, u64)>,
+    live: HashMap<u64, (i64, u64), BuildHasherDefault<IdentityHasher>>,
     /// (created, identity hash), oldest first: what to forget after `ttl`.
     order: VecDeque<(Instant, u64)>,
     /// Ends of dialogs this sink did not see established (not persisted).
@@ -44,7 +45,7 @@ impl CassandraDialogs {
             slice: u32::from(core),
             bucket_ms: c.bucket_ms(),
             ttl: Duration::from_secs(u64::from(c.dialog_ttl_secs)),
-            live: HashMap::with_capacity(4096),
+            live: HashMap::with_capacity_and_hasher(4096, BuildHasherDefault::default()),
             order: VecDeque::with_capacity(4096),
             unknown_ends: 0,
         }
@@ -63,7 +64,7 @@ impl CassandraDialogs {
     fn key(&self, bucket: i64, call_id: &[u8], from: &[u8], to: &[u8]) -> DialogKey {
         DialogKey {
             partition: DialogPartition {
-                owner_node: self.node.to_string(),
+                owner_node: self.node.clone(),
                 slice: self.slice,
                 bucket,
             },
@@ -81,6 +82,24 @@ impl CassandraDialogs {
             self.order.pop_front();
             self.live.remove(&h);
         }
+    }
+}
+
+/// The keys are already XXH3 hashes: use them as they are.
+#[derive(Debug, Default)]
+pub(crate) struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
 

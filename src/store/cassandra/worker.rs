@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 use super::client::{self, Client, SharedClient};
 use super::config::CassandraConfig;
 use super::model::DialogMutation;
+use super::sink::IdentityHasher;
 use super::{StoreError, StoreStats};
 
 /// A request to run on the storage thread.
@@ -284,26 +286,40 @@ async fn write(
 }
 
 /// Keeps only the last mutation of each dialog (the row's final state);
-/// returns how many were removed.
+/// returns how many were removed. Dialogs are told apart by a 64-bit hash
+/// of their key; on a (rare) collision of two different keys both are kept.
 fn coalesce(muts: &mut Vec<DialogMutation>) -> usize {
     let before = muts.len();
-    let mut last: HashMap<&super::model::DialogKey, usize> = HashMap::with_capacity(before);
+    let mut last: HashMap<u64, usize, BuildHasherDefault<IdentityHasher>> =
+        HashMap::with_capacity_and_hasher(before, BuildHasherDefault::default());
+    let mut superseded = vec![false; before];
+    let mut any = false;
     for (i, m) in muts.iter().enumerate() {
-        last.insert(m.key(), i);
+        let k = m.key();
+        let h = sipring_ring::key_id(k.call_id.as_bytes())
+            ^ sipring_ring::key_id(k.from_tag.as_bytes()).rotate_left(17)
+            ^ sipring_ring::key_id(k.to_tag.as_bytes()).rotate_left(41)
+            ^ (k.partition.bucket as u64).rotate_left(7)
+            ^ u64::from(k.partition.slice);
+        match last.get(&h) {
+            Some(&j) if muts[j].key() == k => {
+                superseded[j] = true;
+                any = true;
+                last.insert(h, i);
+            }
+            Some(_) => {} // a collision: keep both
+            None => {
+                last.insert(h, i);
+            }
+        }
     }
-    if last.len() == before {
+    if !any {
         return 0;
     }
-    let keep: Vec<bool> = muts
-        .iter()
-        .enumerate()
-        .map(|(i, m)| last.get(m.key()) == Some(&i))
-        .collect();
-    drop(last);
     let mut i = 0;
     muts.retain(|_| {
         i += 1;
-        keep[i - 1]
+        !superseded[i - 1]
     });
     before - muts.len()
 }
