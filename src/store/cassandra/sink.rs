@@ -174,3 +174,64 @@ mod tests {
         assert_ne!(identity(b"c1", b"a", b"b"), identity(b"c1", b"a", b"c"));
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use crate::store::cassandra::CassandraConfig;
+    use crate::store::cassandra::writer::{DialogWriter, WriterStats};
+
+    #[test]
+    #[ignore = "a timing probe, run by hand with --release"]
+    fn sink_cost_per_call() {
+        let c = CassandraConfig::default();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<DialogMutation>>(c.queue_batches);
+        let drain = std::thread::spawn(move || {
+            let mut n = 0usize;
+            while let Some(b) = rx.blocking_recv() {
+                n += b.len();
+            }
+            n
+        });
+        let mut sink = CassandraDialogs {
+            writer: DialogWriter::new(tx, &c, Arc::new(WriterStats::default())),
+            node: Arc::from("127.0.0.1:5060"),
+            slice: 0,
+            bucket_ms: c.bucket_ms(),
+            ttl: Duration::from_secs(3600),
+            live: HashMap::with_capacity_and_hasher(4096, BuildHasherDefault::default()),
+            order: VecDeque::with_capacity(4096),
+            unknown_ends: 0,
+        };
+        let state = vec![b'x'; 500];
+        let calls = 200_000u64;
+        let t0 = std::time::Instant::now();
+        for i in 0..calls {
+            let now = Instant::from_nanos(i * 500_000);
+            let call_id = format!("{i}-1@127.0.0.1");
+            sink.established(
+                now,
+                DialogEvent {
+                    call_id: call_id.as_bytes(),
+                    from_tag: b"12345SIPpTag001",
+                    to_tag: b"6789SIPpTag011",
+                    state: &state,
+                },
+            );
+            sink.handle_timeout(now);
+            sink.ended(
+                now,
+                call_id.as_bytes(),
+                b"6789SIPpTag011",
+                b"12345SIPpTag001",
+            );
+        }
+        let dt = t0.elapsed();
+        drop(sink);
+        let n = drain.join().unwrap();
+        eprintln!(
+            "{:.2} us per call (2 mutations), {n} mutations",
+            dt.as_secs_f64() * 1e6 / calls as f64
+        );
+    }
+}

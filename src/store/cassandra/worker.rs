@@ -149,19 +149,25 @@ async fn dialog_loop(
     let mut degraded_since: Option<std::time::Instant> = None;
     while let Some(mut muts) = rx.recv().await {
         stats.dialog_flushes.fetch_add(1, Ordering::Relaxed);
+        let mut merged = false;
         while muts.len() < merge_max {
             match rx.try_recv() {
                 Ok(more) => {
                     stats.dialog_flushes.fetch_add(1, Ordering::Relaxed);
                     muts.extend(more);
+                    merged = true;
                 }
                 Err(_) => break,
             }
         }
-        let coalesced = coalesce(&mut muts);
-        stats
-            .dialog_mutations_coalesced
-            .fetch_add(coalesced as u64, Ordering::Relaxed);
+        // One flush spans one batch window: a dialog that starts and ends
+        // in it is rare, so only merged flushes (a backlog) are coalesced.
+        if merged || muts.len() > config.batch_max {
+            let coalesced = coalesce(&mut muts);
+            stats
+                .dialog_mutations_coalesced
+                .fetch_add(coalesced as u64, Ordering::Relaxed);
+        }
         let mut backoff = initial;
         loop {
             match write(&client, &muts, config.batch_max, &stats).await {
