@@ -196,8 +196,17 @@ fn sipp_uas(sipp: &Path, port: u16) -> Proc {
     Proc(child)
 }
 
-/// Starts a sipp UAC: `rate` calls/s, `calls` calls, each `hold_ms` long.
-fn sipp_uac(sipp: &Path, port: u16, target: u16, rate: u32, calls: u32, hold_ms: u32) -> Proc {
+/// Starts a sipp UAC: `rate` calls/s, `calls` calls, each `hold_ms` long;
+/// returns it with its error log.
+fn sipp_uac(
+    sipp: &Path,
+    port: u16,
+    target: u16,
+    rate: u32,
+    calls: u32,
+    hold_ms: u32,
+) -> (Proc, PathBuf) {
+    let _ = std::fs::remove_file(errors_file(port));
     let child = Command::new(sipp)
         .arg(format!("127.0.0.1:{target}"))
         .args([
@@ -217,16 +226,25 @@ fn sipp_uac(sipp: &Path, port: u16, target: u16, rate: u32, calls: u32, hold_ms:
             "150s",
             "-timeout_error",
         ])
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(errors_file(port))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp uac starts");
-    Proc(child)
+    (Proc(child), errors_file(port))
+}
+
+/// Where the UAC on `port` logs its errors.
+fn errors_file(port: u16) -> PathBuf {
+    std::env::temp_dir().join(format!("sipring-cassandra-uac-{port}.err"))
 }
 
 /// Waits for the UAC (bounded), returns (successful, failed) calls.
-fn finish(mut uac: Proc, limit: Duration) -> (u64, u64, String) {
+fn finish(uac: (Proc, PathBuf), limit: Duration) -> (u64, u64, String) {
+    let (mut uac, errors) = uac;
     let mut out = uac.0.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -241,7 +259,13 @@ fn finish(mut uac: Proc, limit: Duration) -> (u64, u64, String) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let screen = reader.join().unwrap();
+    let mut screen = reader.join().unwrap();
+    // The first errors sipp logged, for a failing assertion's message.
+    if let Ok(log) = std::fs::read(&errors) {
+        screen.push_str("\n--- sipp errors ---\n");
+        screen.extend(String::from_utf8_lossy(&log).chars().take(4_000));
+        let _ = std::fs::remove_file(&errors);
+    }
     let stat = |label: &str| {
         screen
             .lines()
