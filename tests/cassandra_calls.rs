@@ -226,6 +226,11 @@ fn sipp_uac(
             "150s",
             "-timeout_error",
         ])
+        // A 2-core machine shared with a debug-built sipring, Cassandra and
+        // the build can stall a process for seconds: let sipp retransmit
+        // for about 30 s (not its default ~11 s for a BYE) before it calls
+        // a call failed. Every call must still complete.
+        .args(["-max_invite_retrans", "10", "-max_non_invite_retrans", "10"])
         .arg("-trace_err")
         .arg("-error_file")
         .arg(errors_file(port))
