@@ -480,3 +480,62 @@ fn the_dialog_sink_writes_on_2xx_and_deletes_on_bye() {
     drop(sink);
     store.shutdown(Duration::from_secs(5));
 }
+
+/// A REGISTER's change is one batch on the AOR's partition; a contact both
+/// removed and put is put (the batch's deletion would otherwise win its
+/// timestamp tie), and `*` with new contacts leaves only those.
+#[test]
+fn update_bindings_is_one_batch_with_the_ties_resolved() {
+    use sipring::store::{BindingUpdate, Store};
+    let Some(store) = connect("update") else {
+        return;
+    };
+    let aor = "erin@example.com";
+    let (a, b) = (binding(aor, "<sip:a@h>", 60), binding(aor, "<sip:b@h>", 60));
+    let set = block_on(Store::update_bindings(
+        &store,
+        aor,
+        BindingUpdate {
+            put: vec![a.clone(), b.clone()],
+            ..BindingUpdate::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(set.bindings.len(), 2);
+    let mut a2 = a.clone();
+    a2.cseq = 99;
+    let set = block_on(Store::update_bindings(
+        &store,
+        aor,
+        BindingUpdate {
+            remove: vec![a.contact.clone(), b.contact.clone()],
+            put: vec![a2.clone()],
+            ..BindingUpdate::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(set.bindings, vec![a2.clone()], "removed and put: put");
+    let c = binding(aor, "<sip:c@h>", 60);
+    let set = block_on(Store::update_bindings(
+        &store,
+        aor,
+        BindingUpdate {
+            remove_all: true,
+            put: vec![c.clone()],
+            ..BindingUpdate::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(set.bindings, vec![c], "* then a new contact");
+    let set = block_on(Store::update_bindings(
+        &store,
+        aor,
+        BindingUpdate {
+            remove_all: true,
+            ..BindingUpdate::default()
+        },
+    ))
+    .unwrap();
+    assert!(set.bindings.is_empty());
+    store.shutdown(Duration::from_secs(5));
+}

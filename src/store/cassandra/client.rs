@@ -338,6 +338,65 @@ impl Client {
         Ok(())
     }
 
+    /// Applies one REGISTER's change to an AOR's bindings as one batch on
+    /// the AOR's partition, which Cassandra applies atomically and in
+    /// isolation: the removals (`remove_all`: the partition), then the puts
+    /// with their TTLs. The statements of a batch share one timestamp, where
+    /// a deletion wins over a write: so a contact both removed and put is
+    /// only put, and `remove_all` with puts deletes the other rows one by
+    /// one (RFC 3261 forbids `Contact: *` with other contacts anyway).
+    pub(crate) async fn update_bindings(
+        &self,
+        aor: &str,
+        remove_all: bool,
+        remove: &[String],
+        put: &[(Binding, u32)],
+    ) -> Result<(), StoreError> {
+        let is_put = |c: &str| put.iter().any(|(b, _)| b.contact == c);
+        let mut removals: Vec<String> = remove.iter().filter(|c| !is_put(c)).cloned().collect();
+        let whole = remove_all && put.is_empty();
+        if remove_all && !whole {
+            for b in self.bindings(aor).await? {
+                if !is_put(&b.contact) && !removals.contains(&b.contact) {
+                    removals.push(b.contact);
+                }
+            }
+        }
+        let mut batch = Batch::new(BatchType::Unlogged);
+        let mut values: Vec<Box<dyn SerializeRow + Send + Sync>> = Vec::new();
+        if whole {
+            batch.append_statement(self.ps.del_bindings.clone());
+            values.push(Box::new((aor.to_owned(),)));
+        }
+        for c in removals {
+            batch.append_statement(self.ps.del_binding.clone());
+            values.push(Box::new((aor.to_owned(), c)));
+        }
+        for (b, ttl_secs) in put {
+            batch.append_statement(self.ps.put_binding.clone());
+            values.push(Box::new((
+                b.aor.clone(),
+                b.contact.clone(),
+                b.node.clone(),
+                i32::from(b.core),
+                b.path.clone(),
+                b.instance.clone(),
+                b.reg_id.map(|r| i32::try_from(r).unwrap_or(i32::MAX)),
+                i32::from(b.q_milli),
+                b.call_id.clone(),
+                i64::from(b.cseq),
+                CqlTimestamp(b.expires_at_ms),
+                b.source.clone(),
+                i32::try_from((*ttl_secs).max(1)).unwrap_or(i32::MAX),
+            )));
+        }
+        if values.is_empty() {
+            return Ok(());
+        }
+        self.session.batch(&batch, values).await?;
+        Ok(())
+    }
+
     pub(crate) async fn delete_binding(&self, aor: &str, contact: &str) -> Result<(), StoreError> {
         self.session
             .execute_unpaged(&self.ps.del_binding, (aor, contact))

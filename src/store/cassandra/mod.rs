@@ -426,18 +426,21 @@ impl crate::store::Store for CassandraStore {
                     b.aor
                 )));
             }
-            if update.remove_all {
-                c.delete_bindings(&aor).await?;
-            }
-            for contact in &update.remove {
-                c.delete_binding(&aor, contact).await?;
-            }
+            // One atomic batch on the AOR's partition (client::update_bindings).
             let now = wall_ms();
-            for b in &update.put {
-                let secs = (b.expires_at_ms - now).max(1000).div_euclid(1000) as u64;
-                let secs = u32::try_from(secs).unwrap_or(u32::MAX);
-                c.put_binding(b, secs).await?;
-            }
+            let put: Vec<(Binding, u32)> = update
+                .put
+                .into_iter()
+                .map(|b| {
+                    // Whole seconds, rounded up: the row outlives its expiry
+                    // by under a second, and reads filter on expires_at.
+                    let ms = (b.expires_at_ms - now).max(1000);
+                    let secs = u32::try_from((ms + 999) / 1000).unwrap_or(u32::MAX);
+                    (b, secs)
+                })
+                .collect();
+            c.update_bindings(&aor, update.remove_all, &update.remove, &put)
+                .await?;
             let epoch = epochs.bump_bindings(&aor);
             let now = wall_ms();
             let mut bindings = c.bindings(&aor).await?;
