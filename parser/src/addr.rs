@@ -8,9 +8,7 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::lint::{Lint, Lints};
-use crate::scan::{
-    self, PResult, Params, Pos, each_param, is_lws, is_token, quoted_end, unquote_pairs,
-};
+use crate::scan::{self, PResult, Params, Pos, each_param, is_lws, quoted_end, unquote_pairs};
 use crate::uri::Uri;
 
 /// A display name as written.
@@ -62,6 +60,7 @@ pub struct NameAddr<'a> {
     /// Accepted deviations ([`Lint::SpaceInAngleBrackets`]).
     pub lints: Lints,
     params: &'a [u8],
+    tag: Option<&'a [u8]>,
 }
 
 impl<'a> NameAddr<'a> {
@@ -92,7 +91,7 @@ impl<'a> NameAddr<'a> {
         } else {
             // *(token LWS) then '<' is a name-addr; anything else (a URI's
             // ':' first) is an addr-spec. RFC 4475 lwsdisp: no LWS before '<'.
-            let e = scan::run(s, 0, |b| is_token(b) || is_lws(b));
+            let e = scan::run(s, 0, scan::is_token_or_lws);
             if s.get(e) == Some(&b'<') {
                 let name = scan::trim(&s[..e]);
                 let dn = (!name.is_empty()).then_some(DisplayName {
@@ -106,29 +105,39 @@ impl<'a> NameAddr<'a> {
         };
         let (uri_raw, params) = match open {
             Some(open) => {
-                let close =
-                    open + 1 + memchr::memchr(b'>', &s[open + 1..]).ok_or(Pos::of(&s[open..]))?;
-                let inner = &s[open + 1..close];
-                let uri = scan::trim(inner);
-                if uri.len() != inner.len() {
+                // One pass: optional LWS (RFC 4475 badaspec), the URI up to
+                // a byte no URI holds, optional LWS, then '>'.
+                let us = scan::skip_lws(s, open + 1);
+                let ue = scan::run(s, us, |b| !scan::is_not_uri(b));
+                let close = scan::skip_lws(s, ue);
+                if s.get(close) != Some(&b'>') {
+                    return Err(Pos::of(&s[close.min(s.len())..]));
+                }
+                if us != open + 1 || close != ue {
                     lints.insert(Lint::SpaceInAngleBrackets);
                 }
-                (uri, &s[close + 1..])
+                (&s[us..ue], &s[close + 1..])
             }
             None => {
                 // addr-spec: the URI ends at the first ';' (what follows is
                 // header parameters) and must not hold '?' (RFC 3261 §20.10:
                 // such a URI must be in angle brackets; RFC 4475 regbadct).
-                let end = scan::run(s, 0, |b| b != b';' && !is_lws(b));
+                let end = scan::run(s, 0, |b| b != b';' && !scan::is_not_uri(b) && b != b'?');
                 let uri = &s[..end];
-                if uri.contains(&b'?') {
-                    return Err(Pos::of(uri));
+                if end < s.len() && s[end] != b';' && !is_lws(s[end]) {
+                    return Err(Pos::of(&s[end..]));
                 }
                 (uri, &s[end..])
             }
         };
         check_uri_shape(uri_raw)?;
-        each_param(params, |_| Ok(()))?;
+        let mut tag = None;
+        each_param(params, |p| {
+            if tag.is_none() && p.named(b"tag") {
+                tag = p.value;
+            }
+            Ok(())
+        })?;
         Ok(NameAddr {
             raw: s,
             display_name,
@@ -136,6 +145,7 @@ impl<'a> NameAddr<'a> {
             angle: open.is_some(),
             lints,
             params,
+            tag,
         })
     }
 
@@ -156,19 +166,17 @@ impl<'a> NameAddr<'a> {
 
     /// The `tag` parameter (From/To).
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.param(b"tag").flatten()
+        self.tag
     }
 }
 
-/// A URI's outline: `scheme:` then no white space, quotes or brackets.
+/// A URI's outline: `scheme:` then something, and (for an addr-spec) no
+/// white space, quotes or brackets.
 fn check_uri_shape(u: &[u8]) -> PResult<()> {
-    let colon = memchr::memchr(b':', u).ok_or(Pos::of(u))?;
-    if colon == 0
-        || !u[0].is_ascii_alphabetic()
-        || colon + 1 == u.len()
-        || u.iter()
-            .any(|&b| is_lws(b) || matches!(b, b'<' | b'>' | b'"') || b < 0x20)
-    {
+    let se = scan::run(u, 0, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+    });
+    if se == 0 || !u[0].is_ascii_alphabetic() || u.get(se) != Some(&b':') || se + 1 == u.len() {
         return Err(Pos::of(u));
     }
     Ok(())
@@ -213,13 +221,13 @@ impl<'a> ContactValue<'a> {
         };
         each_param(addr.params, |p| {
             let bad = Pos::of(p.name);
-            if p.is(b"q") {
+            if p.named(b"q") {
                 c.q = Some(p.value.and_then(parse_qvalue).ok_or(bad)?);
-            } else if p.is(b"expires") {
+            } else if p.named(b"expires") {
                 c.expires = Some(p.value.and_then(scan::parse_u32_saturating).ok_or(bad)?);
-            } else if p.is(b"+sip.instance") {
+            } else if p.named(b"+sip.instance") {
                 c.instance = Some(p.unquoted().ok_or(bad)?);
-            } else if p.is(b"reg-id") {
+            } else if p.named(b"reg-id") {
                 c.reg_id = Some(p.value.and_then(scan::parse_u32).ok_or(bad)?);
             }
             Ok(())

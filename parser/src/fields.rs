@@ -122,14 +122,20 @@ impl<'a> CSeq<'a> {
 /// Validates a Call-ID: `word [ "@" word ]`.
 pub(crate) fn call_id(s: &[u8]) -> PResult<&[u8]> {
     let s = scan::trim(s);
-    let ok = match memchr::memchr(b'@', s) {
-        Some(at) => {
-            let (a, b) = (&s[..at], &s[at + 1..]);
-            !a.is_empty() && !b.is_empty() && a.iter().chain(b).all(|&c| is_word(c))
+    // One pass: word characters around at most one '@', neither side empty.
+    let mut at = None;
+    for (i, &c) in s.iter().enumerate() {
+        if c == b'@' && at.is_none() {
+            at = Some(i);
+        } else if !is_word(c) {
+            return Err(Pos::of(&s[i..]));
         }
-        None => !s.is_empty() && s.iter().all(|&c| is_word(c)),
-    };
-    if ok { Ok(s) } else { Err(Pos::of(s)) }
+    }
+    match at {
+        Some(a) if a == 0 || a + 1 == s.len() => Err(Pos::of(s)),
+        None if s.is_empty() => Err(Pos::of(s)),
+        _ => Ok(s),
+    }
 }
 
 /// A delta-seconds or count value: 1*DIGIT, saturating at u32::MAX when

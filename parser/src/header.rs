@@ -199,8 +199,18 @@ header_kinds! {
 
 impl HeaderKind {
     /// Classifies a header name (case-insensitive, compact forms included).
-    #[inline]
     pub fn from_name(name: &[u8]) -> HeaderKind {
+        // The index passes token characters only; CR is the one byte that
+        // the case fold of `classify` could confuse (with `-`).
+        if name.contains(&b'\r') {
+            return HeaderKind::Other;
+        }
+        HeaderKind::classify(name)
+    }
+
+    /// Classifies a name made of token characters.
+    #[inline]
+    pub(crate) fn classify(name: &[u8]) -> HeaderKind {
         match name {
             [c] => COMPACT[(*c & 0x7f) as usize],
             _ => {
@@ -210,13 +220,41 @@ impl HeaderKind {
                         break;
                     }
                     let k = (k - 1) as usize;
-                    if NAMES[k].eq_ignore_ascii_case(name) {
+                    if eq_lower(name, LOWER[k].as_slice()) {
                         return KINDS[k];
                     }
                 }
                 HeaderKind::Other
             }
         }
+    }
+
+    /// Classifies the token-character name `buf[p..p + n]`, comparing
+    /// eight bytes at a time read from the buffer (the bytes after the
+    /// name are masked off), when 24 bytes are there to read.
+    #[inline]
+    pub(crate) fn classify_in(buf: &[u8], p: usize, n: usize) -> HeaderKind {
+        if n <= 1 || n > 24 || p + 24 > buf.len() {
+            return HeaderKind::classify(&buf[p..p + n]);
+        }
+        let load = |i: usize| u64::from_le_bytes(buf[i..i + 8].try_into().unwrap_or_default());
+        const FOLD: u64 = 0x2020_2020_2020_2020;
+        let m = &MASKS[n];
+        let w = [
+            (load(p) | FOLD) & m[0],
+            (load(p + 8) | FOLD) & m[1],
+            (load(p + 16) | FOLD) & m[2],
+        ];
+        for &k in &TABLE[hash(&buf[p..p + n])] {
+            if k == 0 {
+                break;
+            }
+            let k = (k - 1) as usize;
+            if WORDS[k] == w && LOWER[k].len as usize == n {
+                return KINDS[k];
+            }
+        }
+        HeaderKind::Other
     }
 
     /// The bit of this kind in a [`u128`] set.
@@ -240,6 +278,104 @@ impl HeaderKind {
                 | HeaderKind::MinExpires
         )
     }
+}
+
+/// Whether `name` equals `lower` (a lower-case name) ignoring ASCII case,
+/// eight bytes at a time. OR-ing 0x20 folds upper-case letters; the only
+/// other byte it maps onto a letter or `-` is CR (0x0D -> `-`), which is
+/// not a token character, so for header names the compare is exact.
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(name[i..i + 8].try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(lower[i..i + 8].try_into().unwrap_or_default());
+        if x | 0x2020_2020_2020_2020 != y {
+            return false;
+        }
+        i += 8;
+    }
+    while i < n {
+        if name[i] | 0x20 != lower[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The names in lower case, padded to 24 bytes (the longest is 20).
+static LOWER: [LowerName; KINDS.len()] = build_lower();
+
+#[derive(Clone, Copy)]
+struct LowerName {
+    bytes: [u8; 24],
+    len: u8,
+}
+
+impl LowerName {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+const fn build_lower() -> [LowerName; KINDS.len()] {
+    let mut t = [LowerName {
+        bytes: [0; 24],
+        len: 0,
+    }; KINDS.len()];
+    let mut k = 0;
+    while k < NAMES.len() {
+        let n = NAMES[k];
+        assert!(n.len() <= 24);
+        let mut i = 0;
+        while i < n.len() {
+            t[k].bytes[i] = n[i].to_ascii_lowercase();
+            i += 1;
+        }
+        t[k].len = n.len() as u8;
+        k += 1;
+    }
+    t
+}
+
+/// The lower-case names as three little-endian words, zero-padded.
+static WORDS: [[u64; 3]; KINDS.len()] = build_words();
+
+const fn build_words() -> [[u64; 3]; KINDS.len()] {
+    let mut t = [[0u64; 3]; KINDS.len()];
+    let lower = build_lower();
+    let mut k = 0;
+    while k < KINDS.len() {
+        let mut i = 0;
+        while i < 24 {
+            t[k][i / 8] |= (lower[k].bytes[i] as u64) << (8 * (i % 8));
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+}
+
+/// For a name of n bytes, the masks keeping its bytes in three words.
+static MASKS: [[u64; 3]; 25] = build_masks();
+
+const fn build_masks() -> [[u64; 3]; 25] {
+    let mut t = [[0u64; 3]; 25];
+    let mut n = 0;
+    while n <= 24 {
+        let mut i = 0;
+        while i < n {
+            t[n][i / 8] |= 0xff << (8 * (i % 8));
+            i += 1;
+        }
+        n += 1;
+    }
+    t
 }
 
 const SLOTS: usize = 128;
@@ -304,6 +440,18 @@ mod tests {
             assert_eq!(HeaderKind::from_name(&upper), KINDS[i]);
             let lower: Vec<u8> = name.to_ascii_lowercase();
             assert_eq!(HeaderKind::from_name(&lower), KINDS[i]);
+            // In a buffer, with bytes after the name.
+            let mut buf = b"xx".to_vec();
+            buf.extend_from_slice(&upper);
+            buf.extend_from_slice(b": value and some more bytes\r\n");
+            assert_eq!(HeaderKind::classify_in(&buf, 2, name.len()), KINDS[i]);
+            if name.len() > 2 {
+                assert_eq!(
+                    HeaderKind::classify_in(&buf, 2, name.len() - 1),
+                    HeaderKind::Other,
+                    "{name:?} prefix"
+                );
+            }
         }
         let compact: &[(&[u8], HeaderKind)] = &[
             (b"i", HeaderKind::CallId),

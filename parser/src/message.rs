@@ -208,9 +208,10 @@ enum Mode {
     Stream(usize),
 }
 
-#[allow(clippy::large_enum_variant)] // as StreamItem
-enum Step<'a> {
-    Done(Message<'a>, Option<Error>),
+/// What `index` found; the message itself is filled in place (it is large:
+/// moving it costs more than building it where it will live).
+enum Step {
+    Done(Option<Error>),
     Partial,
     KeepAlive(usize),
 }
@@ -228,10 +229,33 @@ impl<'a> Message<'a> {
     /// On error, [`Error::is_answerable`] says whether a response can be
     /// sent, built from [`Message::salvage`].
     pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, Error> {
-        match index(buf, Mode::Datagram)? {
-            Step::Done(m, None) => Ok(m),
-            Step::Done(m, Some(e)) => Err(e.with_message(m.is_request(), m.has(HeaderKind::Via))),
+        let mut m = Message::empty(buf);
+        match index(&mut m, Mode::Datagram)? {
+            Step::Done(None) => Ok(m),
+            Step::Done(Some(e)) => Err(e.with_message(m.is_request(), m.has(HeaderKind::Via))),
             Step::Partial | Step::KeepAlive(_) => Err(err(ErrorKind::Empty, 0)),
+        }
+    }
+
+    fn empty(buf: &'a [u8]) -> Message<'a> {
+        Message {
+            buf,
+            start: 0,
+            line: Line::Response {
+                version: Span::default(),
+                code: 0,
+                reason: Span::default(),
+            },
+            line_text: Span::default(),
+            headers_start: 0,
+            headers: SmallVec::new(),
+            seen: 0,
+            multi: 0,
+            headers_end: 0,
+            body: Span::default(),
+            end: 0,
+            content_length: None,
+            lints: Lints::EMPTY,
         }
     }
 
@@ -242,9 +266,10 @@ impl<'a> Message<'a> {
     /// stream cannot be framed (bad Content-Length, header section or
     /// message over `max_len`): close the connection.
     pub fn parse_stream(buf: &'a [u8], max_len: usize) -> Result<StreamItem<'a>, Error> {
-        match index(buf, Mode::Stream(max_len))? {
-            Step::Done(m, None) => Ok(StreamItem::Message(m)),
-            Step::Done(m, Some(e)) => {
+        let mut m = Message::empty(buf);
+        match index(&mut m, Mode::Stream(max_len))? {
+            Step::Done(None) => Ok(StreamItem::Message(m)),
+            Step::Done(Some(e)) => {
                 let e = e.with_message(m.is_request(), m.has(HeaderKind::Via));
                 if e.is_framing() {
                     Err(e)
@@ -265,8 +290,9 @@ impl<'a> Message<'a> {
     /// (a bad start line reads as a request with what spans could be
     /// found). `None` when not even the header lines can be found.
     pub fn salvage(buf: &'a [u8]) -> Option<Message<'a>> {
-        match index(buf, Mode::Salvage) {
-            Ok(Step::Done(m, _)) => Some(m),
+        let mut m = Message::empty(buf);
+        match index(&mut m, Mode::Salvage) {
+            Ok(Step::Done(_)) => Some(m),
             _ => None,
         }
     }
@@ -860,7 +886,8 @@ fn content_length(v: &[u8]) -> PResult<u32> {
     scan::parse_u32(v).ok_or(Pos::of(v))
 }
 
-fn index(buf: &[u8], mode: Mode) -> Result<Step<'_>, Error> {
+fn index(m: &mut Message<'_>, mode: Mode) -> Result<Step, Error> {
+    let buf = m.buf;
     if buf.len() > u32::MAX as usize {
         return Err(err(ErrorKind::TooLarge, 0));
     }
@@ -916,7 +943,7 @@ fn index(buf: &[u8], mode: Mode) -> Result<Step<'_>, Error> {
     let headers_start = nl + 1;
 
     // Header lines.
-    let mut headers: SmallVec<[Entry; INLINE_HEADERS]> = SmallVec::new();
+    let headers = &mut m.headers;
     let mut seen: u128 = 0;
     let mut multi: u128 = 0;
     let mut fatal: Option<Error> = None;
@@ -1000,7 +1027,7 @@ fn index(buf: &[u8], mode: Mode) -> Result<Step<'_>, Error> {
         while ve > vs && scan::is_lws(buf[ve - 1]) {
             ve -= 1;
         }
-        let kind = HeaderKind::from_name(&buf[p..ne]);
+        let kind = HeaderKind::classify_in(buf, p, ne - p);
         let bit = kind.bit();
         multi |= seen & bit;
         seen |= bit;
@@ -1068,22 +1095,18 @@ fn index(buf: &[u8], mode: Mode) -> Result<Step<'_>, Error> {
 
     let (line, line_err) = parse_start_line(buf, start, line_stop, &mut lints);
     let fatal = line_err.or(fatal);
-    let msg = Message {
-        buf,
-        start: start as u32,
-        line,
-        line_text: Span::new(start, line_stop),
-        headers_start: headers_start as u32,
-        headers,
-        seen,
-        multi,
-        headers_end: headers_end as u32,
-        body: Span::new(body_start.min(body_end), body_end),
-        end: end as u32,
-        content_length: clen,
-        lints,
-    };
-    Ok(Step::Done(msg, fatal))
+    m.start = start as u32;
+    m.line = line;
+    m.line_text = Span::new(start, line_stop);
+    m.headers_start = headers_start as u32;
+    m.seen = seen;
+    m.multi = multi;
+    m.headers_end = headers_end as u32;
+    m.body = Span::new(body_start.min(body_end), body_end);
+    m.end = end as u32;
+    m.content_length = clen;
+    m.lints = lints;
+    Ok(Step::Done(fatal))
 }
 
 #[cfg(test)]

@@ -73,6 +73,37 @@ static HOSTCHAR: [bool; 256] = table(b"-._", true);
 static GENVALUE: [bool; 256] = table(b"-.!%*_+`'~[]:", true);
 /// Absolute-URI characters after the scheme (RFC 3986 / RFC 2396 sets).
 static URICHAR: [bool; 256] = table(b"-_.!~*'()%;/?:@&=+$,[]#", true);
+/// A parameter name: token or URI paramchar.
+static PNAME: [bool; 256] = union(&TOKEN, &PARAMCHAR);
+/// An unquoted parameter value: generic value or URI paramchar.
+static PVALUE: [bool; 256] = union(&GENVALUE, &PARAMCHAR);
+/// Display-name bytes before `<`: token or LWS.
+static TOKEN_LWS: [bool; 256] = union(&TOKEN, &table(b" \t\r\n", false));
+
+const fn union(a: &[bool; 256], b: &[bool; 256]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = a[i] || b[i];
+        i += 1;
+    }
+    t
+}
+
+/// Bytes that never appear in a URI: controls, SP, DEL, `"`, `<`, `>`.
+static NOT_URI: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x21 {
+        t[c] = true;
+        c += 1;
+    }
+    t[0x7f] = true;
+    t[b'"' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t
+};
 /// tel: number characters (global or local, visual separators, hex, * #).
 static TELCHAR: [bool; 256] = table(b"0123456789abcdefABCDEF+-.()*#", false);
 
@@ -105,12 +136,16 @@ pub(crate) fn is_hostchar(b: u8) -> bool {
     HOSTCHAR[b as usize]
 }
 #[inline]
-pub(crate) fn is_genvalue(b: u8) -> bool {
-    GENVALUE[b as usize]
-}
-#[inline]
 pub(crate) fn is_urichar(b: u8) -> bool {
     URICHAR[b as usize]
+}
+#[inline]
+pub(crate) fn is_token_or_lws(b: u8) -> bool {
+    TOKEN_LWS[b as usize]
+}
+#[inline]
+pub(crate) fn is_not_uri(b: u8) -> bool {
+    NOT_URI[b as usize]
 }
 #[inline]
 pub(crate) fn is_telchar(b: u8) -> bool {
@@ -228,11 +263,11 @@ pub(crate) fn parse_port(s: &[u8]) -> Option<u16> {
 pub(crate) fn quoted_end(s: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     while j < s.len() {
-        match s[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+        let k = j + memchr::memchr2(b'\\', b'"', &s[j..])?;
+        if s[k] == b'"' {
+            return Some(k + 1);
         }
+        j = k + 2;
     }
     None
 }
@@ -269,25 +304,27 @@ impl<'a> Iterator for List<'a> {
         let s = self.s;
         let start = self.i;
         let mut j = start;
-        let mut angle = false;
-        while j < s.len() {
-            match s[j] {
-                b'"' => match quoted_end(s, j) {
-                    Some(e) => {
-                        j = e;
-                        continue;
-                    }
+        // Jump between the bytes that matter: ',' ends an element, '"'
+        // starts a quoted string, '<' an address whose ',' do not count.
+        while let Some(k) = memchr::memchr3(b',', b'"', b'<', &s[j..]) {
+            let at = j + k;
+            match s[at] {
+                b',' => {
+                    self.i = at + 1;
+                    return Some(trim(&s[start..at]));
+                }
+                b'"' => match quoted_end(s, at) {
+                    Some(e) => j = e,
                     None => break,
                 },
-                b'<' => angle = true,
-                b'>' => angle = false,
-                b',' if !angle => {
-                    self.i = j + 1;
-                    return Some(trim(&s[start..j]));
-                }
-                _ => {}
+                _ => match memchr::memchr(b'>', &s[at..]) {
+                    Some(e) => j = at + e + 1,
+                    None => break,
+                },
             }
-            j += 1;
+            if j >= s.len() {
+                break;
+            }
         }
         self.done = true;
         Some(trim(&s[start..s.len()]))
@@ -310,9 +347,22 @@ impl<'a> Param<'a> {
         self.value.map(unquote)
     }
 
+    /// Whether the name equals `name` ignoring case (header parameters:
+    /// no escapes).
+    #[inline]
+    pub(crate) fn named(&self, name: &[u8]) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
     /// Whether the name equals `name`, ignoring case and `%HH` escapes.
     pub fn is(&self, name: &[u8]) -> bool {
-        eq_escaped(self.name, name, true)
+        if self.name.len() == name.len() && self.name.eq_ignore_ascii_case(name) {
+            return true;
+        }
+        // Only an escaped name can still match (`%6C%72` is `lr`).
+        self.name.len() > name.len()
+            && self.name.contains(&b'%')
+            && eq_escaped(self.name, name, true)
     }
 }
 
@@ -382,7 +432,7 @@ pub(crate) fn next_param(s: &[u8]) -> PResult<Option<(Param<'_>, &[u8])>> {
         return Err(Pos::of(&s[i..]));
     }
     let ns = skip_lws(s, i + 1);
-    let ne = run(s, ns, |b| is_token(b) || is_paramchar(b));
+    let ne = run(s, ns, |b| PNAME[b as usize]);
     if ne == ns {
         return Err(Pos::of(&s[ns..]));
     }
@@ -402,7 +452,7 @@ pub(crate) fn next_param(s: &[u8]) -> PResult<Option<(Param<'_>, &[u8])>> {
                 &s[ve..],
             )));
         }
-        let ve = run(s, vs, |b| is_genvalue(b) || is_paramchar(b));
+        let ve = run(s, vs, |b| PVALUE[b as usize]);
         if ve == vs {
             return Err(Pos::of(&s[vs..]));
         }

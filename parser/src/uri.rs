@@ -48,20 +48,31 @@ impl<'a> Host<'a> {
                 kind: HostKind::Ipv6(ip),
             });
         }
-        if s.is_empty() || !s.iter().all(|&b| is_hostchar(b)) {
+        // One pass: host characters only, no empty label, and whether the
+        // last label is numeric (then it must be an IPv4 address: a top
+        // label starts with a letter).
+        let mut prev = b'.';
+        let mut numeric = true;
+        for &b in s {
+            if !is_hostchar(b) || (b == b'.' && prev == b'.') {
+                return Err(Pos::of(s));
+            }
+            if b == b'.' {
+                numeric = true;
+            } else if !b.is_ascii_digit() {
+                numeric = false;
+            }
+            prev = b;
+        }
+        if s.is_empty() || s[0] == b'-' {
             return Err(Pos::of(s));
         }
-        if s.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
-            // Digits and dots: an IPv4 address or nothing (no TLD is numeric).
-            let text = core::str::from_utf8(s).map_err(|_| Pos::of(s))?;
-            let ip: Ipv4Addr = text.parse().map_err(|_| Pos::of(s))?;
+        if numeric && prev != b'.' {
+            let ip = parse_ipv4(s).ok_or(Pos::of(s))?;
             return Ok(Host {
                 raw: s,
                 kind: HostKind::Ipv4(ip),
             });
-        }
-        if s[0] == b'.' || s[0] == b'-' || s.windows(2).any(|w| w == b"..") {
-            return Err(Pos::of(s));
         }
         Ok(Host {
             raw: s,
@@ -85,6 +96,20 @@ impl<'a> Host<'a> {
             (a, b) => a == b,
         }
     }
+}
+
+/// Dotted-decimal IPv4 (no leading `+`, at most three digits an octet).
+fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in &mut octets {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 {
+            return None;
+        }
+        *o = u8::try_from(scan::parse_u32(p)?).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 /// Splits `host[:port]` with optional LWS around the colon (Via sent-by).
@@ -542,6 +567,18 @@ mod tests {
 
         let u = sip(b"sip:192.0.2.1");
         assert_eq!(u.host.ip(), Some("192.0.2.1".parse().unwrap()));
+        for (host, kind) in [
+            (&b"pc33"[..], Some(HostKind::Domain)),
+            (b"host5.example.com.", Some(HostKind::Domain)),
+            (b"a-1.b2", Some(HostKind::Domain)),
+            (b"10.0.0.256", None),
+            (b"10.0.0", None),
+            (b"1.2.3.4.5", None),
+            (b"01.2.3.0004", None),
+            (b"example.123", None),
+        ] {
+            assert_eq!(Host::parse(host).ok().map(|h| h.kind), kind, "{host:?}");
+        }
 
         // RFC 4475 semiuri: the user part holds ';par=u%40example.net'.
         let u = sip(b"sip:user;par=u%40example.net@example.com");

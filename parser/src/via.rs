@@ -152,24 +152,33 @@ impl<'a> Via<'a> {
         };
         each_param(via.params, |p| {
             let bad = Pos::of(p.name);
-            if p.is(b"branch") {
-                via.branch = Some(p.value.filter(|v| scan::is_token_str(v)).ok_or(bad)?);
-            } else if p.is(b"received") {
-                let v = p.value.ok_or(bad)?;
-                Host::parse(v).map_err(|_| bad)?;
-                via.received = Some(v);
-            } else if p.is(b"rport") {
-                via.rport = Some(match p.value {
-                    None => Rport::Requested,
-                    Some(v) => Rport::Port(scan::parse_port(v).ok_or(bad)?),
-                });
-            } else if p.is(b"maddr") {
-                let v = p.value.ok_or(bad)?;
-                Host::parse(v).map_err(|_| bad)?;
-                via.maddr = Some(v);
-            } else if p.is(b"ttl") {
-                let v = p.value.and_then(scan::parse_u32).ok_or(bad)?;
-                via.ttl = Some(u8::try_from(v).map_err(|_| bad)?);
+            let n = p.name;
+            // Dispatch on length and first letter, then compare.
+            match (n.len(), n[0] | 0x20) {
+                (6, b'b') if p.named(b"branch") => {
+                    via.branch = Some(p.value.filter(|v| scan::is_token_str(v)).ok_or(bad)?);
+                }
+                (8, b'r') if p.named(b"received") => {
+                    let v = p.value.ok_or(bad)?;
+                    Host::parse(v).map_err(|_| bad)?;
+                    via.received = Some(v);
+                }
+                (5, b'r') if p.named(b"rport") => {
+                    via.rport = Some(match p.value {
+                        None => Rport::Requested,
+                        Some(v) => Rport::Port(scan::parse_port(v).ok_or(bad)?),
+                    });
+                }
+                (5, b'm') if p.named(b"maddr") => {
+                    let v = p.value.ok_or(bad)?;
+                    Host::parse(v).map_err(|_| bad)?;
+                    via.maddr = Some(v);
+                }
+                (3, b't') if p.named(b"ttl") => {
+                    let v = p.value.and_then(scan::parse_u32).ok_or(bad)?;
+                    via.ttl = Some(u8::try_from(v).map_err(|_| bad)?);
+                }
+                _ => {}
             }
             Ok(())
         })?;
