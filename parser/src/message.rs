@@ -331,8 +331,18 @@ impl<'a> Message<'a> {
         &self.buf[s.range()]
     }
 
+    /// An error found in this message, marked with whether it is a
+    /// request with a Via (so [`Error::is_answerable`] holds for views too).
+    fn mark(&self, e: Error) -> Error {
+        e.with_message(self.is_request(), self.has(HeaderKind::Via))
+    }
+
     fn err_at(&self, kind: ErrorKind, p: Pos) -> Error {
-        Error::at(kind, p, self.buf)
+        self.mark(Error::at(kind, p, self.buf))
+    }
+
+    fn err(&self, kind: ErrorKind, at: usize) -> Error {
+        self.mark(err(kind, at))
     }
 
     /// The start line.
@@ -405,7 +415,7 @@ impl<'a> Message<'a> {
     /// not parse, e.g. RFC 4475 `ltgtruri`'s `<sip:...>`).
     pub fn request_uri(&self) -> Result<Uri<'a>, Error> {
         let Line::Request { uri, .. } = self.line else {
-            return Err(err(ErrorKind::BadRequestLine, self.start as usize));
+            return Err(self.err(ErrorKind::BadRequestLine, self.start as usize));
         };
         Uri::parse_inner(self.slice(uri)).map_err(|p| self.err_at(ErrorKind::BadRequestUri, p))
     }
@@ -481,16 +491,14 @@ impl<'a> Message<'a> {
     pub fn single(&self, kind: HeaderKind) -> Result<Option<Header<'a>>, Error> {
         if self.multi & kind.bit() != 0 {
             let second = self.headers_of(kind).nth(1).map_or(0, |h| h.line.start);
-            return Err(err(ErrorKind::DuplicateHeader(kind), second as usize));
+            return Err(self.err(ErrorKind::DuplicateHeader(kind), second as usize));
         }
         Ok(self.header(kind))
     }
 
     fn required(&self, kind: HeaderKind) -> Result<Header<'a>, Error> {
-        self.single(kind)?.ok_or(err(
-            ErrorKind::MissingHeader(kind),
-            self.headers_start as usize,
-        ))
+        self.single(kind)?
+            .ok_or(self.err(ErrorKind::MissingHeader(kind), self.headers_start as usize))
     }
 
     /// The body (bounded by Content-Length).
@@ -519,7 +527,7 @@ impl<'a> Message<'a> {
     pub fn top_via(&self) -> Result<Via<'a>, Error> {
         match self.vias().next() {
             Some(v) => v,
-            None => Err(err(
+            None => Err(self.err(
                 ErrorKind::MissingHeader(HeaderKind::Via),
                 self.headers_start as usize,
             )),
@@ -720,7 +728,7 @@ impl<'a> Message<'a> {
                 self.single(k)?;
             }
         }
-        let missing = |k| err(ErrorKind::MissingHeader(k), self.headers_start as usize);
+        let missing = |k| self.err(ErrorKind::MissingHeader(k), self.headers_start as usize);
         let value = |s: Option<Span>, k| s.map(|s| self.slice(s)).ok_or_else(|| missing(k));
         let v = value(via, HeaderKind::Via)?;
         let top = List::new(v).next().unwrap_or(v);
@@ -750,7 +758,7 @@ impl<'a> Message<'a> {
         };
         if let Line::Request { method, .. } = self.line {
             if self.slice(method) != cseq.method.as_bytes() {
-                return Err(err(ErrorKind::CSeqMethodMismatch, self.start as usize));
+                return Err(self.err(ErrorKind::CSeqMethodMismatch, self.start as usize));
             }
         }
         Ok(Routing {

@@ -423,6 +423,9 @@ fn routing_errors() {
         let e = m.routing().unwrap_err();
         assert_eq!(e.kind(), *want, "{extra:?} without {drop:?}");
         assert!(!e.reason().is_empty());
+        // A request: answerable when it has a Via line.
+        let has_via = *drop != "Via" || extra.starts_with("Via");
+        assert_eq!(e.is_answerable(), has_via, "{extra:?} without {drop:?}");
         assert!(e.offset() <= msg.len());
     }
     assert!(Message::parse(&base("", "")).unwrap().routing().is_ok());
