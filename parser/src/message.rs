@@ -459,9 +459,16 @@ impl<'a> Message<'a> {
 
     /// Every header of `kind`, in order.
     pub fn headers_of(&self, kind: HeaderKind) -> impl Iterator<Item = Header<'a>> + '_ {
-        self.headers()
-            .filter(move |h| h.kind == kind)
-            .take(if self.has(kind) { usize::MAX } else { 0 })
+        let present = if self.has(kind) {
+            self.headers.len()
+        } else {
+            0
+        };
+        self.headers[..present]
+            .iter()
+            .enumerate()
+            .filter(move |(_, e)| e.kind == kind)
+            .map(|(i, e)| self.header_at(i, e))
     }
 
     /// Every header whose name is `name` (case-insensitive; a known name
