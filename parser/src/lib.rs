@@ -25,8 +25,11 @@
 //! # Errors, lints and what to answer
 //! [`Error`] is 8 bytes and `Copy`: an [`ErrorKind`] with a reason phrase
 //! for a 400 (or 505 for [`ErrorKind::VersionNotSupported`]), the byte
-//! offset, and [`Error::is_answerable`] (a request that has a Via). To
-//! answer, take the headers from [`Message::salvage`]; otherwise drop.
+//! offset, and [`Error::is_answerable`] (a request that has a Via; errors
+//! of the views, [`Message::routing`] included, carry it too). To answer an
+//! index error, take the headers from [`Message::salvage`]; otherwise drop.
+//! Over a stream, [`StreamItem::Malformed`] gives the length to skip and
+//! an `Err` from [`Message::parse_stream`] means: close the connection.
 //! Where RFC 4475 allows a liberal reading, the parser accepts and records
 //! a [`Lint`] ([`Message::lints`], [`NameAddr::lints`]); a strict element
 //! answers 400 with [`Lint::reason`] for [`Lints::first_violation`].
