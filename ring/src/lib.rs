@@ -22,11 +22,15 @@
 //!   why the identifiers are 64 bits.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod id;
 pub mod member;
+pub mod node;
 pub mod time;
 pub mod wire;
 
+pub use cache::{RoutingCache, RoutingSnapshot};
 pub use id::{Slice, key_id};
 pub use member::Member;
+pub use node::{Answer, Config, Event, LookupError, LookupId, Node, State, Transmit};
 pub use time::Instant;
