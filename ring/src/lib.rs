@@ -26,6 +26,7 @@ pub mod cache;
 pub mod id;
 pub mod member;
 pub mod node;
+pub mod sim;
 pub mod time;
 pub mod wire;
 
