@@ -759,6 +759,17 @@ impl Sim {
         Ok(())
     }
 
+    /// No member is half way in or out (joining or leaving): the oracle's
+    /// set of live members will not change by itself.
+    pub fn check_settled(&self) -> Result<(), String> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.alive && matches!(m.node.state(), State::Joining | State::Leaving) {
+                return Err(format!("member {i} is {:?}", m.node.state()));
+            }
+        }
+        Ok(())
+    }
+
     /// Every live member's successor list holds exactly the next r live
     /// members (fewer in a smaller ring).
     pub fn check_successor_lists(&self) -> Result<(), String> {

@@ -131,11 +131,15 @@ fn thousand_members_with_churn() {
         }
         sim.run_for(round);
     }
-    // Quiet again: ownership must converge, then every lookup is right.
+    // Quiet again: every join and leave completes, ownership converges,
+    // then every lookup is right.
     let took = check(
         seed,
         "reconverging after churn",
-        sim.run_until_ok(round * 30, round / 10, |s| s.check_ownership()),
+        sim.run_until_ok(round * 30, round / 10, |s| {
+            s.check_settled()?;
+            s.check_ownership()
+        }),
     );
     eprintln!(
         "seed {seed}: {} live members, ownership converged {:.1} rounds after churn stopped",
