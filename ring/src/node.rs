@@ -603,11 +603,25 @@ impl Node {
     }
 
     /// Tells the node of a possible member at `addr` (for instance a proxy
-    /// listed in the name server). A joined node asks it for its own
+    /// listed in the name server). A joining node adds it to the addresses
+    /// it tries in turn (answer a `JoinFailed` with a hint when the
+    /// bootstrap member may be gone). A joined node asks it for its own
     /// successor and adopts a closer one: this merges rings that formed
     /// apart. Cheap; the driver may call it every few rounds.
     pub fn hint(&mut self, now: Instant, addr: SocketAddr) {
-        if self.state == State::Joined && addr != self.me.addr {
+        if addr == self.me.addr {
+            return;
+        }
+        if self.state == State::Joining {
+            if !self.bootstrap.contains(&addr) {
+                // Tried next; the oldest addresses are dropped.
+                self.bootstrap
+                    .insert(self.join_attempts % (self.bootstrap.len() + 1), addr);
+                self.bootstrap.truncate(ACQUAINTANCES);
+            }
+            return;
+        }
+        if self.state == State::Joined {
             self.start_lookup(
                 now,
                 self.me.id,
@@ -744,10 +758,22 @@ impl Node {
         self.join_retry = None;
     }
 
+    /// Drops every request in flight; the driver's own lookups end with
+    /// `NotJoined` (the node is leaving or starting over).
     fn cancel_all(&mut self) {
         self.pending.clear();
         self.deadlines.clear();
-        self.lookups.clear();
+        for (id, l) in std::mem::take(&mut self.lookups) {
+            if l.purpose == LookupPurpose::User {
+                self.stats.lookups += 1;
+                self.stats.lookups_failed += 1;
+                self.events.push_back(Event::Lookup {
+                    id: LookupId(id),
+                    key: l.key,
+                    result: Err(LookupError::NotJoined),
+                });
+            }
+        }
         self.stabilizing = None;
         self.notifying = None;
         self.checking_pred = None;

@@ -554,6 +554,44 @@ impl Sim {
     /// Sends what member `i` queued, records its events, schedules its wake.
     fn drain(&mut self, i: usize) {
         let state = self.members[i].node.state();
+        loop {
+            self.send_queued(i);
+            let mut join_failed = false;
+            while let Some(ev) = self.members[i].node.poll_event() {
+                join_failed |= matches!(ev, Event::JoinFailed(_));
+                self.record_event(i, ev);
+            }
+            if !join_failed {
+                break;
+            }
+            // As a shell would: offer another member to join through (the
+            // one it tried may have crashed since).
+            let live = self.live_indices();
+            if live.is_empty() {
+                break;
+            }
+            let via = live[self.rng.index(live.len())];
+            let addr = self.members[via].node.me().addr;
+            let now = self.now;
+            self.members[i].node.hint(now, addr);
+        }
+        if self.members[i].node.state() != state {
+            self.oracle_cache = None;
+        }
+        let m = &mut self.members[i];
+        let next = m.node.poll_timeout();
+        if let Some(t) = next
+            && m.wake != Some(t)
+        {
+            m.wake = Some(t);
+            let t = t.max(self.now);
+            self.push(t, Kind::Wake(i));
+        } else if next.is_none() {
+            m.wake = None;
+        }
+    }
+
+    fn send_queued(&mut self, i: usize) {
         let mut buf = std::mem::take(&mut self.buf);
         while let Some(t) = self.members[i].node.poll_send(&mut buf) {
             self.stats.sent += 1;
@@ -580,23 +618,6 @@ impl Sim {
             );
         }
         self.buf = buf;
-        while let Some(ev) = self.members[i].node.poll_event() {
-            self.record_event(i, ev);
-        }
-        if self.members[i].node.state() != state {
-            self.oracle_cache = None;
-        }
-        let m = &mut self.members[i];
-        let next = m.node.poll_timeout();
-        if let Some(t) = next
-            && m.wake != Some(t)
-        {
-            m.wake = Some(t);
-            let t = t.max(self.now);
-            self.push(t, Kind::Wake(i));
-        } else if next.is_none() {
-            m.wake = None;
-        }
     }
 
     fn record_event(&mut self, i: usize, ev: Event) {
