@@ -35,6 +35,88 @@ pub struct Config {
     pub store: StoreConfig,
     /// The Cassandra backend's settings (docs/storage.md).
     pub cassandra: crate::store::cassandra::CassandraConfig,
+    /// The registrar and location service.
+    pub registrar: RegistrarConfig,
+    /// Digest authentication.
+    pub auth: AuthConfig,
+}
+
+/// `[registrar]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// Run the registrar, authentication and location service (off: a plain
+    /// proxy that routes by Route, `forward_to` and Request-URI).
+    pub enabled: bool,
+    /// More domains this node serves, besides `server.domain`.
+    pub domains: Vec<String>,
+    /// Shortest registration accepted, seconds (423 with Min-Expires below).
+    pub min_expires: u32,
+    /// Longest registration granted, seconds.
+    pub max_expires: u32,
+    /// Registration length when the REGISTER gives none, seconds.
+    pub default_expires: u32,
+    /// Most registered contacts per user.
+    pub max_contacts: usize,
+    /// Peers (`IP` or `IP/PREFIX`) whose requests need no authentication
+    /// and may be relayed anywhere.
+    pub trusted_peers: Vec<String>,
+    /// Challenge (407) requests other than REGISTER whose From is a user.
+    pub authenticate_requests: bool,
+    /// Refetch cached users and bindings after this many seconds; unset:
+    /// never for the embedded store (its writes are seen at once), 5 s for
+    /// Cassandra (other nodes write too).
+    pub cache_ttl_secs: Option<u64>,
+    /// Most requests per core waiting for the store (503 beyond).
+    pub max_pending: usize,
+    /// Most REGISTERs per core per 10 ms (503 with Retry-After beyond).
+    pub registrations_per_tick: u32,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            enabled: true,
+            domains: Vec::new(),
+            min_expires: 60,
+            max_expires: 86_400,
+            default_expires: 3_600,
+            max_contacts: 16,
+            trusted_peers: Vec::new(),
+            authenticate_requests: true,
+            cache_ttl_secs: None,
+            max_pending: 8_192,
+            registrations_per_tick: 1_000,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The secret that signs nonces; give every node of a cluster the same.
+    /// Unset: a random one kept in `<data_dir>/nonce-secret`.
+    pub secret: Option<String>,
+    /// How long a nonce is accepted, seconds.
+    pub nonce_ttl_secs: u64,
+    /// The digest algorithms offered, in order (`MD5`, `SHA-256`,
+    /// `MD5-sess`, `SHA-256-sess`). MD5 first by default: RFC 2617 clients
+    /// read only the first challenge.
+    pub algorithms: Vec<String>,
+    /// Most nonces whose counts each core tracks (replay protection).
+    pub max_nonces: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            secret: None,
+            nonce_ttl_secs: 300,
+            algorithms: vec!["MD5".into(), "SHA-256".into()],
+            max_nonces: 65_536,
+        }
+    }
 }
 
 /// The transports sipring serves.
@@ -322,6 +404,36 @@ impl Config {
         if self.tcp.idle_timeout_secs == 0 {
             return bad("tcp.idle_timeout_secs must be at least 1");
         }
+        let r = &self.registrar;
+        if r.min_expires == 0 || r.min_expires > r.max_expires {
+            return bad("registrar: 0 < min_expires <= max_expires");
+        }
+        if r.default_expires < r.min_expires || r.default_expires > r.max_expires {
+            return bad("registrar.default_expires must be within min_expires..=max_expires");
+        }
+        if r.max_contacts == 0 || r.max_pending == 0 || r.registrations_per_tick == 0 {
+            return bad("registrar: max_contacts, max_pending, registrations_per_tick at least 1");
+        }
+        for p in &r.trusted_peers {
+            crate::registrar::IpNet::parse(p).map_err(ConfigError::Invalid)?;
+        }
+        let a = &self.auth;
+        if a.nonce_ttl_secs == 0 || a.max_nonces == 0 {
+            return bad("auth: nonce_ttl_secs and max_nonces at least 1");
+        }
+        if a.algorithms.is_empty() {
+            return bad("auth.algorithms is empty");
+        }
+        for alg in &a.algorithms {
+            if crate::auth::Algorithm::parse(Some(alg.as_bytes())).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.algorithms: {alg:?} is not MD5, SHA-256, MD5-sess or SHA-256-sess"
+                )));
+            }
+        }
+        if a.secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return bad("auth.secret: at least 16 characters");
+        }
         if let crate::store::StoreSelection::Cassandra(c) = self.store_selection()? {
             c.validate()
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -487,5 +599,29 @@ mod tests {
         let mut c = Config::default();
         c.server.transports.clear();
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.registrar.min_expires = 0;
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.registrar.trusted_peers = vec!["10.0.0.0/99".into()];
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.auth.algorithms = vec!["SHA-1".into()];
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn registrar_and_auth_sections() {
+        let c = Config::from_toml(
+            "[registrar]\ndomains = [\"example.com\"]\ntrusted_peers = [\"10.0.0.0/8\"]\nmin_expires = 30\n\
+             [auth]\nsecret = \"0123456789abcdef\"\nalgorithms = [\"SHA-256\", \"MD5\"]\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.registrar.domains, vec!["example.com"]);
+        assert_eq!(c.registrar.min_expires, 30);
+        assert_eq!(c.auth.algorithms, vec!["SHA-256", "MD5"]);
+        assert!(c.registrar.enabled && c.registrar.authenticate_requests);
     }
 }

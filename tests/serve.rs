@@ -38,8 +38,14 @@ impl Proc {
 /// Start `sipring serve ARGS` and return it with its public UDP address,
 /// read from its log.
 fn serve(args: &[&str]) -> (Proc, SocketAddr) {
+    // Each process its own embedded store (the file is locked while open).
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = std::env::temp_dir().join(format!("sipring-serve-data-{}-{n}", std::process::id()));
     let child = Command::new(env!("CARGO_BIN_EXE_sipring"))
         .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -83,8 +83,13 @@ fn scenario(name: &str) -> String {
 /// `sipring serve` on 127.0.0.1:`port` with `cores` cores (private ports
 /// follow), forwarding to `forward_to`; returns once every core listens.
 fn sipring(port: u16, cores: u16, forward_to: SocketAddr) -> Proc {
+    let data =
+        std::env::temp_dir().join(format!("sipring-sipp-proxy-{}-{port}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_sipring"))
-        .args(["serve", "--listen"])
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(["--cores", &cores.to_string(), "--forward-to"])
         .arg(forward_to.to_string())
