@@ -108,20 +108,22 @@ impl Location {
             .is_none_or(|t| now.saturating_duration_since(at) < t)
     }
 
-    /// The user with this AOR, if the cache knows it.
-    pub fn user(&self, aor: &str, now: Instant) -> Lookup<Option<&User>> {
+    /// The user with this AOR, if the cache knows it; with `stale`, what
+    /// it last knew even if outdated (the store is failing).
+    pub fn user(&self, aor: &str, now: Instant, stale: bool) -> Lookup<Option<&User>> {
         match self.users.get(aor) {
-            Some(e) if e.epoch == self.epochs.users() && self.young(e.at, now) => {
+            Some(e) if stale || (e.epoch == self.epochs.users() && self.young(e.at, now)) => {
                 Lookup::Hit(e.value.as_ref())
             }
             _ => Lookup::Miss,
         }
     }
 
-    /// The user with this phone alias, if the cache knows it.
-    pub fn user_by_phone(&self, phone: &str, now: Instant) -> Lookup<Option<&User>> {
+    /// The user with this phone alias, if the cache knows it (`stale`: as
+    /// for [`Location::user`]).
+    pub fn user_by_phone(&self, phone: &str, now: Instant, stale: bool) -> Lookup<Option<&User>> {
         match self.phones.get(phone) {
-            Some(e) if e.epoch == self.epochs.users() && self.young(e.at, now) => {
+            Some(e) if stale || (e.epoch == self.epochs.users() && self.young(e.at, now)) => {
                 Lookup::Hit(e.value.as_ref())
             }
             _ => Lookup::Miss,
@@ -155,10 +157,11 @@ impl Location {
         self.phones.insert(phone.to_owned(), e);
     }
 
-    /// The live bindings of `aor`, if the cache knows them.
-    pub fn bindings(&self, aor: &str, now: Instant) -> Lookup<Vec<&Binding>> {
+    /// The live bindings of `aor`, if the cache knows them (`stale`: as for
+    /// [`Location::user`]; expired bindings are never returned).
+    pub fn bindings(&self, aor: &str, now: Instant, stale: bool) -> Lookup<Vec<&Binding>> {
         match self.bindings.get(aor) {
-            Some(e) if e.epoch == self.epochs.bindings(aor) && self.young(e.at, now) => {
+            Some(e) if stale || (e.epoch == self.epochs.bindings(aor) && self.young(e.at, now)) => {
                 let wall = self.wall_ms(now);
                 Lookup::Hit(
                     e.bindings
@@ -320,20 +323,24 @@ mod tests {
         let epochs = Arc::new(Epochs::default());
         let mut loc = Location::new(epochs.clone(), None, 100, BASE);
         let t = Instant::from_millis(1_000);
-        assert_eq!(loc.user("a@x", t), Lookup::Miss);
+        assert_eq!(loc.user("a@x", t, false), Lookup::Miss);
         let e = epochs.users();
         loc.insert_user("a@x", None, e, t);
-        assert_eq!(loc.user("a@x", t), Lookup::Hit(None));
+        assert_eq!(loc.user("a@x", t, false), Lookup::Hit(None));
         epochs.bump_users();
-        assert_eq!(loc.user("a@x", t), Lookup::Miss, "a user changed somewhere");
+        assert_eq!(
+            loc.user("a@x", t, false),
+            Lookup::Miss,
+            "a user changed somewhere"
+        );
 
         let aor = "bob@example.com";
         let e = epochs.bindings(aor);
         loc.insert_bindings(aor, vec![binding("sip:b@h1", BASE + 60_000, 1000)], e, t);
-        assert!(matches!(loc.bindings(aor, t), Lookup::Hit(v) if v.len() == 1));
+        assert!(matches!(loc.bindings(aor, t, false), Lookup::Hit(v) if v.len() == 1));
         epochs.bump_bindings(aor);
         assert_eq!(
-            loc.bindings(aor, t),
+            loc.bindings(aor, t, false),
             Lookup::Miss,
             "refreshed or removed elsewhere"
         );
@@ -354,17 +361,17 @@ mod tests {
         assert!(loc.poll_timeout().unwrap() <= Instant::from_millis(10_000));
         // Before the timer: filtered at read time.
         let t = Instant::from_millis(15_000);
-        let Lookup::Hit(v) = loc.bindings(aor, t) else {
+        let Lookup::Hit(v) = loc.bindings(aor, t, false) else {
             panic!("miss")
         };
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].contact, "sip:b@h2");
         loc.handle_timeout(t);
         assert!(loc.poll_timeout().unwrap() <= Instant::from_millis(20_000));
-        assert!(matches!(loc.bindings(aor, t), Lookup::Hit(v) if v.len() == 1));
+        assert!(matches!(loc.bindings(aor, t, false), Lookup::Hit(v) if v.len() == 1));
         loc.handle_timeout(Instant::from_millis(20_000));
         assert_eq!(
-            loc.bindings(aor, Instant::from_millis(20_000)),
+            loc.bindings(aor, Instant::from_millis(20_000), false),
             Lookup::Miss
         );
         assert_eq!(loc.len().2, 0);
@@ -377,10 +384,18 @@ mod tests {
         let mut loc = Location::new(epochs, Some(Duration::from_secs(5)), 100, BASE);
         loc.insert_user("a@x", None, 0, Instant::ZERO);
         assert_eq!(
-            loc.user("a@x", Instant::from_millis(4_999)),
+            loc.user("a@x", Instant::from_millis(4_999), false),
             Lookup::Hit(None)
         );
-        assert_eq!(loc.user("a@x", Instant::from_millis(5_000)), Lookup::Miss);
+        assert_eq!(
+            loc.user("a@x", Instant::from_millis(5_000), false),
+            Lookup::Miss
+        );
+        // What it knew, when the store fails.
+        assert_eq!(
+            loc.user("a@x", Instant::from_millis(5_000), true),
+            Lookup::Hit(None)
+        );
     }
 
     #[test]

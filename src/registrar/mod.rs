@@ -189,6 +189,9 @@ struct Job {
     bytes: Vec<u8>,
     meta: Meta,
     rounds: u8,
+    /// A store read for it failed: decide from what the caches last knew,
+    /// or answer 503.
+    stale_ok: bool,
     /// Its credentials were accepted (a nonce count is used once: a
     /// request decided again must not be checked again).
     authenticated: bool,
@@ -243,6 +246,9 @@ pub struct Registrar {
     next_token: u64,
     window: (Instant, u32),
     stats: RegistrarStats,
+    /// While deciding a request whose store read failed: use what the
+    /// caches last knew (calls keep flowing through a store outage).
+    stale_ok: bool,
 }
 
 impl Registrar {
@@ -261,6 +267,7 @@ impl Registrar {
             next_token: 1,
             window: (Instant::ZERO, 0),
             stats: RegistrarStats::default(),
+            stale_ok: false,
             cfg,
         }
     }
@@ -352,7 +359,7 @@ impl Registrar {
             if let Some(Uri::Sip(u)) = from {
                 if let Some(user) = u.user.filter(|u| !u.is_empty()) {
                     let aor = aor_of(user, u.host.raw);
-                    let caller = match self.loc.user(&aor, now) {
+                    let caller = match self.loc.user(&aor, now, self.stale_ok) {
                         Lookup::Miss => return Step::Need(FetchKey::User(aor)),
                         Lookup::Hit(c) => c.cloned(),
                     };
@@ -381,7 +388,7 @@ impl Registrar {
                 let Some(phone) = tel_number(t.number) else {
                     return self.respond(404, "Not Found", Vec::new());
                 };
-                match self.loc.user_by_phone(&phone, now) {
+                match self.loc.user_by_phone(&phone, now, self.stale_ok) {
                     Lookup::Miss => Step::Need(FetchKey::Phone(phone)),
                     Lookup::Hit(Some(u)) => {
                         let u = u.clone();
@@ -401,7 +408,7 @@ impl Registrar {
                     };
                 };
                 let aor = aor_of(user, u.host.raw);
-                match self.loc.user(&aor, now) {
+                match self.loc.user(&aor, now, self.stale_ok) {
                     Lookup::Miss => return Step::Need(FetchKey::User(aor)),
                     Lookup::Hit(Some(callee)) => {
                         let callee = callee.clone();
@@ -412,7 +419,7 @@ impl Registrar {
                 // `sip:+15551234567@domain`: a phone alias.
                 if local {
                     if let Some(phone) = tel_number(user) {
-                        match self.loc.user_by_phone(&phone, now) {
+                        match self.loc.user_by_phone(&phone, now, self.stale_ok) {
                             Lookup::Miss => return Step::Need(FetchKey::Phone(phone)),
                             Lookup::Hit(Some(callee)) => {
                                 let callee = callee.clone();
@@ -446,7 +453,7 @@ impl Registrar {
         if !callee.enabled {
             return self.respond(480, "Temporarily Unavailable", Vec::new());
         }
-        match self.loc.bindings(&callee.aor, now) {
+        match self.loc.bindings(&callee.aor, now, self.stale_ok) {
             Lookup::Miss => Step::Need(FetchKey::Bindings(callee.aor.clone())),
             Lookup::Hit(bs) if bs.is_empty() => {
                 self.respond(480, "Temporarily Unavailable", Vec::new())
@@ -506,7 +513,7 @@ impl Registrar {
             r
         };
         let aor = r.aor();
-        let user = match self.loc.user(&aor, now) {
+        let user = match self.loc.user(&aor, now, self.stale_ok) {
             Lookup::Miss => return Step::Need(FetchKey::User(aor)),
             Lookup::Hit(u) => u.cloned(),
         };
@@ -541,7 +548,7 @@ impl Registrar {
             }
             *authed = true;
         }
-        let existing = match self.loc.bindings(&aor, now) {
+        let existing = match self.loc.bindings(&aor, now, self.stale_ok) {
             Lookup::Miss => return Step::Need(FetchKey::Bindings(aor)),
             Lookup::Hit(bs) => bs,
         };
@@ -621,6 +628,8 @@ impl Registrar {
     fn follow(&mut self, call: u64, step: Step) -> Option<Action> {
         match step {
             Step::Done(a) => Some(a),
+            // The store failed and the caches do not know: give up.
+            Step::Need(_) if self.stale_ok => Some(self.unavailable()),
             Step::Need(key) => {
                 self.fetch(key, call);
                 None
@@ -647,6 +656,7 @@ impl Registrar {
         let bytes = std::mem::take(&mut job.bytes);
         let meta = job.meta;
         let mut authed = job.authenticated;
+        self.stale_ok = job.stale_ok;
         let step = match Message::parse(&bytes) {
             Ok(m) => self.step(now, &m, &meta, &mut authed),
             Err(_) => Step::Done(Action::Respond {
@@ -659,7 +669,9 @@ impl Registrar {
             job.bytes = bytes;
             job.authenticated = authed;
         }
-        if let Some(a) = self.follow(call, step) {
+        let action = self.follow(call, step);
+        self.stale_ok = false;
+        if let Some(a) = action {
             self.jobs.remove(&call);
             self.decisions.push_back((call, a));
         }
@@ -749,6 +761,7 @@ impl Services for Registrar {
                 bytes: req.message.as_bytes().to_vec(),
                 meta,
                 rounds: 0,
+                stale_ok: false,
                 authenticated: authed,
             },
         );
@@ -789,8 +802,13 @@ impl Services for Registrar {
                         self.loc.insert_bindings(aor, bs, epoch, now)
                     }
                     (Err(e), _) => {
+                        // Decide from what the caches last knew, if anything.
+                        tracing::debug!("store read failed: {e}");
                         for call in waiters {
-                            self.failed(call, &e);
+                            if let Some(job) = self.jobs.get_mut(&call) {
+                                job.stale_ok = true;
+                            }
+                            self.retry(now, call);
                         }
                         return;
                     }

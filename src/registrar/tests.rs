@@ -77,6 +77,8 @@ struct Rig {
     sent: Vec<Sent>,
     dir: std::path::PathBuf,
     wall_base: i64,
+    /// Answer every store request with an error (an outage).
+    store_down: bool,
 }
 
 impl Drop for Rig {
@@ -130,6 +132,7 @@ impl Rig {
             sent: Vec::new(),
             dir,
             wall_base,
+            store_down: false,
         };
         for (aor, pw, phone) in [
             ("alice@example.com", "alice-pw", None),
@@ -176,7 +179,11 @@ impl Rig {
                     let Request::Store { token, op } = req else {
                         panic!("unexpected {req:?}")
                     };
-                    let answer = block_on(op.run(&self.store));
+                    let answer = if self.store_down {
+                        Err(crate::store::StoreError::Unavailable("down".into()))
+                    } else {
+                        block_on(op.run(&self.store))
+                    };
                     core.handle_reply(now, Reply::Store { token, answer });
                 }
             }
@@ -923,6 +930,93 @@ fn every_core_sees_a_change_made_through_another() {
 }
 
 #[test]
+fn calls_keep_flowing_from_the_caches_while_the_store_fails() {
+    // Entries age out after 1 s, as with a cluster store.
+    let mut rig = Rig::new("outage", 1, |s| s.cache_ttl = Some(Duration::from_secs(1)));
+    register_ok(&mut rig, "bob", "bob-pw", BOB, "o1", "");
+    let out = rig.send(
+        OUTSIDER,
+        &invite(
+            "carol@other.org",
+            "sip:bob@example.com",
+            OUTSIDER,
+            "o2",
+            1,
+            "",
+        ),
+    );
+    assert!(out.iter().any(|s| s.method().as_deref() == Some("INVITE")));
+    rig.advance(Duration::from_secs(2));
+    rig.store_down = true;
+    // Outdated but known: used.
+    let out = rig.send(
+        OUTSIDER,
+        &invite(
+            "carol@other.org",
+            "sip:bob@example.com",
+            OUTSIDER,
+            "o3",
+            1,
+            "",
+        ),
+    );
+    assert!(
+        out.iter()
+            .any(|s| s.method().as_deref() == Some("INVITE") && s.to == addr(BOB)),
+        "{out:#?}"
+    );
+    // Never known: 503.
+    let out = rig.send(
+        OUTSIDER,
+        &invite(
+            "carol@other.org",
+            "sip:zed@example.com",
+            OUTSIDER,
+            "o4",
+            1,
+            "",
+        ),
+    );
+    assert_eq!(only_status(&out), 503);
+    // A registration cannot be stored: 503.
+    let ch = rig.send(
+        BOB,
+        &register(
+            "bob",
+            BOB,
+            "o1",
+            7,
+            &format!("Contact: <sip:bob@{BOB}>\r\n"),
+        ),
+    );
+    let auth = answer(&ch[0], Algorithm::Md5, "bob", "bob-pw", "REGISTER", "x", 1);
+    let out = rig.send(
+        BOB,
+        &register(
+            "bob",
+            BOB,
+            "o1",
+            8,
+            &format!("Contact: <sip:bob@{BOB}>\r\n{auth}"),
+        ),
+    );
+    assert_eq!(only_status(&out), 503);
+    rig.store_down = false;
+    let out = rig.send(
+        OUTSIDER,
+        &invite(
+            "carol@other.org",
+            "sip:zed@example.com",
+            OUTSIDER,
+            "o5",
+            1,
+            "",
+        ),
+    );
+    assert_eq!(only_status(&out), 404);
+}
+
+#[test]
 fn ip_blocks() {
     let n = IpNet::parse("10.0.0.0/8").unwrap();
     assert!(n.contains("10.1.2.3".parse().unwrap()));
@@ -940,4 +1034,100 @@ fn ip_blocks() {
     );
     assert!(IpNet::parse("10.0.0.0/33").is_err());
     assert!(IpNet::parse("host").is_err());
+}
+
+/// Seeded mutations of REGISTERs (with and without credentials, Path,
+/// flows, `*`), INVITEs with Proxy-Authorization and the RFC 4475
+/// registers: the registrar never panics, every request is answered or
+/// forwarded, and registration still works afterwards.
+#[test]
+fn mutated_registers_and_credentials_never_break_the_registrar() {
+    let mut rig = Rig::new("mutations", 2, |_| {});
+    let first = rig.send(BOB, &register("bob", BOB, "m0", 1, ""));
+    let creds = answer(
+        &first[0],
+        Algorithm::Md5,
+        "bob",
+        "bob-pw",
+        "REGISTER",
+        "x",
+        1,
+    );
+    let pcreds = creds.replace("Authorization", "Proxy-Authorization");
+    let dat = |n: &str| {
+        std::fs::read(format!(
+            "{}/parser/tests/data/rfc4475/{n}.dat",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let corpus: Vec<Vec<u8>> = vec![
+        register(
+            "bob",
+            BOB,
+            "m1",
+            2,
+            &format!("Contact: <sip:bob@{BOB}>;q=0.5;expires=120\r\n{creds}"),
+        ),
+        register(
+            "bob",
+            BOB,
+            "m2",
+            3,
+            &format!(
+                "Supported: path\r\nPath: <sip:192.0.2.50;lr>\r\nContact: <sip:bob@{BOB}>;+sip.instance=\"<urn:uuid:1>\";reg-id=1\r\n{creds}"
+            ),
+        ),
+        register(
+            "bob",
+            BOB,
+            "m3",
+            4,
+            &format!("Contact: *\r\nExpires: 0\r\n{creds}"),
+        ),
+        invite(
+            "alice@example.com",
+            "sip:bob@example.com",
+            ALICE,
+            "m4",
+            1,
+            &pcreds,
+        ),
+        invite("carol@other.org", "tel:+15551230002", OUTSIDER, "m5", 1, ""),
+        dat("regaut01"),
+        dat("cparam02"),
+        dat("regescrt"),
+    ];
+    let mut rng = fastrand::Rng::with_seed(3261);
+    let specials: &[u8] = b"\r\n ,;:<>\"\\=@%*\t\x00\xff";
+    for round in 0..3_000 {
+        let mut m = corpus[rng.usize(0..corpus.len())].clone();
+        for _ in 0..rng.usize(1..5) {
+            if m.is_empty() {
+                break;
+            }
+            let i = rng.usize(0..m.len());
+            match rng.u8(0..5) {
+                0 => m[i] = specials[rng.usize(0..specials.len())],
+                1 => m[i] = rng.u8(..),
+                2 => m.truncate(i),
+                3 => {
+                    let j = rng.usize(i..m.len());
+                    let chunk = m[i..j].to_vec();
+                    m.splice(i..i, chunk);
+                }
+                _ => {
+                    m.remove(i);
+                }
+            }
+        }
+        rig.send(OUTSIDER, &m);
+        if round % 200 == 0 {
+            rig.advance(Duration::from_secs(40));
+        }
+    }
+    rig.advance(Duration::from_secs(40));
+    // Still a working registrar.
+    let ok = register_ok(&mut rig, "alice", "alice-pw", ALICE, "after", "");
+    assert_eq!(ok.headers("Contact").len(), 1);
 }
