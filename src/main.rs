@@ -59,10 +59,6 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The blind relay baseline (`--relay`) keeps no state.
-    if let (true, Some(hop)) = (args.relay, next_hop) {
-        return run(&config, &[], None, move |ctx| BlindRelay::new(ctx, hop));
-    }
     let cassandra = match open_cassandra(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -70,6 +66,20 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Metrics families beyond the cores' counters.
+    let mut extra: Vec<Arc<dyn Collector>> = Vec::new();
+    if let Some(store) = &cassandra {
+        extra.push(store.stats().clone());
+    }
+    // The blind relay baseline (`--relay`): no registrar, no embedded store
+    // (with Cassandra the node is still announced).
+    if let (true, Some(hop)) = (args.relay, next_hop) {
+        let code = run(&config, &extra, None, move |ctx| BlindRelay::new(ctx, hop));
+        if let Some(store) = cassandra {
+            close_cassandra(store, &config);
+        }
+        return code;
+    }
     // The embedded store, the default, when the registrar needs a store.
     let embedded = match (&cassandra, config.registrar.enabled) {
         (None, true) => match open_embedded(&config) {
@@ -114,11 +124,6 @@ fn serve(args: &ServeArgs) -> ExitCode {
         },
         false => None,
     };
-    // Metrics families beyond the cores' counters.
-    let mut extra: Vec<Arc<dyn Collector>> = Vec::new();
-    if let Some(store) = &cassandra {
-        extra.push(store.stats().clone());
-    }
     let settings = ProxySettings::from_config(&config, next_hop);
     // With Cassandra, each core persists its dialogs (docs/storage.md).
     let dialogs = cassandra.clone().map(|s| (s, config.effective_node_id()));

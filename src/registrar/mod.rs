@@ -391,8 +391,8 @@ impl Registrar {
                 match self.loc.user_by_phone(&phone, now, self.stale_ok) {
                     Lookup::Miss => Step::Need(FetchKey::Phone(phone)),
                     Lookup::Hit(Some(u)) => {
-                        let u = u.clone();
-                        self.locate(now, &u)
+                        let (aor, enabled) = (u.aor.clone(), u.enabled);
+                        self.locate(now, aor, enabled)
                     }
                     Lookup::Hit(None) => self.respond(404, "Not Found", Vec::new()),
                 }
@@ -411,8 +411,8 @@ impl Registrar {
                 match self.loc.user(&aor, now, self.stale_ok) {
                     Lookup::Miss => return Step::Need(FetchKey::User(aor)),
                     Lookup::Hit(Some(callee)) => {
-                        let callee = callee.clone();
-                        return self.locate(now, &callee);
+                        let enabled = callee.enabled;
+                        return self.locate(now, aor, enabled);
                     }
                     Lookup::Hit(None) => {}
                 }
@@ -422,8 +422,8 @@ impl Registrar {
                         match self.loc.user_by_phone(&phone, now, self.stale_ok) {
                             Lookup::Miss => return Step::Need(FetchKey::Phone(phone)),
                             Lookup::Hit(Some(callee)) => {
-                                let callee = callee.clone();
-                                return self.locate(now, &callee);
+                                let (aor, enabled) = (callee.aor.clone(), callee.enabled);
+                                return self.locate(now, aor, enabled);
                             }
                             Lookup::Hit(None) => {}
                         }
@@ -449,12 +449,12 @@ impl Registrar {
     }
 
     /// Forks to a user's live bindings.
-    fn locate(&mut self, now: Instant, callee: &User) -> Step {
-        if !callee.enabled {
+    fn locate(&mut self, now: Instant, aor: String, enabled: bool) -> Step {
+        if !enabled {
             return self.respond(480, "Temporarily Unavailable", Vec::new());
         }
-        match self.loc.bindings(&callee.aor, now, self.stale_ok) {
-            Lookup::Miss => Step::Need(FetchKey::Bindings(callee.aor.clone())),
+        match self.loc.bindings(&aor, now, self.stale_ok) {
+            Lookup::Miss => Step::Need(FetchKey::Bindings(aor)),
             Lookup::Hit(bs) if bs.is_empty() => {
                 self.respond(480, "Temporarily Unavailable", Vec::new())
             }
