@@ -292,7 +292,39 @@ pub fn source_of(peer: &Peer) -> String {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
     };
-    format!("{t}:{}", peer.addr)
+    match peer.addr {
+        // The common case without the formatting machinery.
+        SocketAddr::V4(a) => {
+            let mut s = String::with_capacity(25);
+            s.push_str(t);
+            s.push(':');
+            for (i, o) in a.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                push_decimal(&mut s, u32::from(*o));
+            }
+            s.push(':');
+            push_decimal(&mut s, u32::from(a.port()));
+            s
+        }
+        SocketAddr::V6(_) => format!("{t}:{}", peer.addr),
+    }
+}
+
+fn push_decimal(s: &mut String, n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 #[cfg(test)]
@@ -423,5 +455,20 @@ mod tests {
             Transport::Tcp
         );
         assert_eq!(parse_source("sctp:1.2.3.4:5"), None);
+        for (addr, t) in [
+            ("192.0.2.9:5070", Transport::Udp),
+            ("0.0.0.0:0", Transport::Tcp),
+            ("255.255.255.255:65535", Transport::Udp),
+            ("[2001:db8::1]:5060", Transport::Tcp),
+        ] {
+            let peer = Peer {
+                addr: addr.parse().unwrap(),
+                transport: t,
+                conn: None,
+            };
+            let s = source_of(&peer);
+            assert!(s.ends_with(addr), "{s}");
+            assert_eq!(parse_source(&s), Some(peer));
+        }
     }
 }

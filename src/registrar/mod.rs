@@ -39,9 +39,10 @@ use crate::auth::{AuthSettings, Authenticator, Verdict, credentials_for};
 use crate::engine::{CoreId, Peer, Reply, Request};
 use crate::location::{self, Location, Lookup};
 use crate::proxy::{Action, NewRequest, Services};
+use crate::store::Binding;
 use crate::store::{BindingUpdate, Epochs, StoreAnswer, StoreError, StoreOp, User};
 use crate::time::Instant;
-use register::{Plan, Rules};
+use register::{Plan, Rules, aor_of};
 
 /// The admission window of `registrations_per_tick`.
 const TICK: Duration = Duration::from_millis(10);
@@ -180,6 +181,8 @@ enum Fetch {
     Update {
         call: u64,
         aor: String,
+        /// The Path lines its 200 OK echoes.
+        path_lines: Vec<u8>,
     },
 }
 
@@ -211,7 +214,12 @@ struct Meta {
 enum Step {
     Done(Action),
     Need(FetchKey),
-    Write { aor: String, update: BindingUpdate },
+    Write {
+        aor: String,
+        update: BindingUpdate,
+        /// The Path lines of the 200 OK (`RegisterReq::path_lines`).
+        path_lines: Vec<u8>,
+    },
 }
 
 /// What the registrar did, for tests and metrics.
@@ -249,6 +257,8 @@ pub struct Registrar {
     /// While deciding a request whose store read failed: use what the
     /// caches last knew (calls keep flowing through a store outage).
     stale_ok: bool,
+    /// The Date of 200 OKs: the wall-clock second it was written for.
+    date: (i64, String),
 }
 
 impl Registrar {
@@ -268,6 +278,7 @@ impl Registrar {
             window: (Instant::ZERO, 0),
             stats: RegistrarStats::default(),
             stale_ok: false,
+            date: (i64::MIN, String::new()),
             cfg,
         }
     }
@@ -325,6 +336,23 @@ impl Registrar {
             reason: "Service Unavailable",
             headers: b"Retry-After: 5\r\n".to_vec(),
         }
+    }
+
+    /// The 200 OK's header lines (`register::write_ok_headers`), with the
+    /// Date formatted once per second.
+    fn ok_headers(
+        date: &mut (i64, String),
+        bindings: &[&Binding],
+        path_lines: &[u8],
+        wall_ms: i64,
+    ) -> Vec<u8> {
+        let sec = wall_ms.div_euclid(1000);
+        if date.0 != sec {
+            *date = (sec, register::http_date(wall_ms));
+        }
+        let mut h = Vec::new();
+        register::write_ok_headers(&mut h, bindings, path_lines, wall_ms, &date.1);
+        h
     }
 
     /// Takes one more REGISTER in this 10 ms window, if the budget allows.
@@ -512,9 +540,8 @@ impl Registrar {
             };
             r
         };
-        let aor = r.aor();
-        let user = match self.loc.user(&aor, now, self.stale_ok) {
-            Lookup::Miss => return Step::Need(FetchKey::User(aor)),
+        let user = match self.loc.user(r.aor(), now, self.stale_ok) {
+            Lookup::Miss => return Step::Need(FetchKey::User(r.aor)),
             Lookup::Hit(u) => u.cloned(),
         };
         if !ours {
@@ -548,8 +575,8 @@ impl Registrar {
             }
             *authed = true;
         }
-        let existing = match self.loc.bindings(&aor, now, self.stale_ok) {
-            Lookup::Miss => return Step::Need(FetchKey::Bindings(aor)),
+        let existing = match self.loc.bindings(r.aor(), now, self.stale_ok) {
+            Lookup::Miss => return Step::Need(FetchKey::Bindings(r.aor)),
             Lookup::Hit(bs) => bs,
         };
         let origin = register::Origin {
@@ -561,7 +588,8 @@ impl Registrar {
         match register::plan(&r, &existing, &self.cfg.rules, &origin) {
             Err(e) => self.respond(e.code, e.reason, e.headers),
             Ok(Plan::Query) => {
-                let h = register::ok_headers(&existing, &r, origin.wall_ms);
+                let h =
+                    Self::ok_headers(&mut self.date, &existing, &r.path_lines(), origin.wall_ms);
                 self.stats.registered += 1;
                 Step::Done(Action::Respond {
                     code: 200,
@@ -569,7 +597,11 @@ impl Registrar {
                     headers: h,
                 })
             }
-            Ok(Plan::Update(update)) => Step::Write { aor, update },
+            Ok(Plan::Update(update)) => Step::Write {
+                path_lines: r.path_lines(),
+                aor: r.aor,
+                update,
+            },
         }
     }
 
@@ -611,7 +643,7 @@ impl Registrar {
         );
     }
 
-    fn write(&mut self, call: u64, aor: String, update: BindingUpdate) {
+    fn write(&mut self, call: u64, aor: String, update: BindingUpdate, path_lines: Vec<u8>) {
         let token = self.next_token();
         self.requests.push_back(Request::Store {
             token,
@@ -621,7 +653,14 @@ impl Registrar {
             },
         });
         self.stats.store_requests += 1;
-        self.fetches.insert(token, Fetch::Update { call, aor });
+        self.fetches.insert(
+            token,
+            Fetch::Update {
+                call,
+                aor,
+                path_lines,
+            },
+        );
     }
 
     /// Runs a step's consequence for a waiting (or about to wait) `call`.
@@ -634,8 +673,12 @@ impl Registrar {
                 self.fetch(key, call);
                 None
             }
-            Step::Write { aor, update } => {
-                self.write(call, aor, update);
+            Step::Write {
+                aor,
+                update,
+                path_lines,
+            } => {
+                self.write(call, aor, update, path_lines);
                 None
             }
         }
@@ -678,19 +721,19 @@ impl Registrar {
     }
 
     /// The write of a REGISTER committed: 200 OK with every binding.
-    fn registered(&mut self, now: Instant, call: u64, bindings: &[crate::store::Binding]) {
-        let Some(job) = self.jobs.remove(&call) else {
+    fn registered(
+        &mut self,
+        now: Instant,
+        call: u64,
+        bindings: &[crate::store::Binding],
+        path_lines: &[u8],
+    ) {
+        if self.jobs.remove(&call).is_none() {
             return;
-        };
-        let headers = match Message::parse(&job.bytes).ok().map(|m| {
-            register::check(&m).map(|r| {
-                let live: Vec<&crate::store::Binding> = bindings.iter().collect();
-                register::ok_headers(&live, &r, self.loc.wall_ms(now))
-            })
-        }) {
-            Some(Ok(h)) => h,
-            _ => Vec::new(),
-        };
+        }
+        let live: Vec<&crate::store::Binding> = bindings.iter().collect();
+        let wall = self.loc.wall_ms(now);
+        let headers = Self::ok_headers(&mut self.date, &live, path_lines, wall);
         self.stats.registered += 1;
         self.decisions.push_back((
             call,
@@ -709,15 +752,6 @@ impl Registrar {
             self.decisions.push_back((call, a));
         }
     }
-}
-
-/// `user@host` with the host in lower case.
-fn aor_of(user: &[u8], host: &[u8]) -> String {
-    format!(
-        "{}@{}",
-        String::from_utf8_lossy(user),
-        String::from_utf8_lossy(host).to_ascii_lowercase()
-    )
 }
 
 /// An E.164 number (`+` and digits, visual separators dropped), if `s` is
@@ -824,9 +858,13 @@ impl Services for Registrar {
                     self.retry(now, call);
                 }
             }
-            Fetch::Update { call, aor } => match answer {
+            Fetch::Update {
+                call,
+                aor,
+                path_lines,
+            } => match answer {
                 Ok(StoreAnswer::Updated(set)) => {
-                    self.registered(now, call, &set.bindings);
+                    self.registered(now, call, &set.bindings, &path_lines);
                     self.loc.insert_bindings(&aor, set.bindings, set.epoch, now);
                 }
                 Ok(_) => {

@@ -4,7 +4,7 @@
 //! parameter, 423 with Min-Expires, Call-ID/CSeq ordering, q, Path, RFC
 //! 5626 instance and reg-id), and the 200 OK's header lines ([`ok_headers`]).
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use sipring_parser::{ContactValue, Message, Uri};
 
@@ -75,6 +75,8 @@ pub struct RegisterReq<'a> {
     pub user: &'a [u8],
     /// The AOR's host (To), as written.
     pub host: &'a [u8],
+    /// The AOR, `user@host` (host in lower case).
+    pub aor: String,
     /// `Contact: *`.
     pub star: bool,
     /// The other Contacts.
@@ -93,13 +95,41 @@ pub struct RegisterReq<'a> {
 
 impl RegisterReq<'_> {
     /// The AOR, `user@host` (host in lower case).
-    pub fn aor(&self) -> String {
-        format!(
-            "{}@{}",
-            String::from_utf8_lossy(self.user),
-            String::from_utf8_lossy(self.host).to_ascii_lowercase()
-        )
+    pub fn aor(&self) -> &str {
+        &self.aor
     }
+
+    /// The Path header lines the 200 OK echoes (RFC 3327: only to a UA
+    /// that supports Path), each ending in CRLF.
+    pub fn path_lines(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.path_supported {
+            for p in &self.path {
+                out.extend_from_slice(b"Path: ");
+                out.extend_from_slice(p);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+}
+
+/// `user@host` with the host in lower case (bytes that are not UTF-8
+/// become U+FFFD).
+pub fn aor_of(user: &[u8], host: &[u8]) -> String {
+    let mut s = String::with_capacity(user.len() + 1 + host.len());
+    match std::str::from_utf8(user) {
+        Ok(u) => s.push_str(u),
+        Err(_) => s.push_str(&String::from_utf8_lossy(user)),
+    }
+    s.push('@');
+    let at = s.len();
+    match std::str::from_utf8(host) {
+        Ok(h) => s.push_str(h),
+        Err(_) => s.push_str(&String::from_utf8_lossy(host)),
+    }
+    s[at..].make_ascii_lowercase();
+    s
 }
 
 /// Option tags the registrar supports in Require.
@@ -174,6 +204,7 @@ pub fn check<'a>(m: &Message<'a>) -> Result<RegisterReq<'a>, Reject> {
     Ok(RegisterReq {
         user,
         host: aor.host.raw,
+        aor: aor_of(user, aor.host.raw),
         star,
         contacts,
         expires,
@@ -207,6 +238,9 @@ pub enum Plan {
 }
 
 fn same_uri(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
     match (
         sipring_parser::SipUri::parse(a),
         sipring_parser::SipUri::parse(b),
@@ -258,7 +292,6 @@ pub fn plan(
                 return Err(reject(500, "Out Of Order Request"));
             }
         }
-        let uri = String::from_utf8_lossy(c.uri).into_owned();
         if expires == 0 {
             if let Some(b) = old {
                 update.remove.push(b.contact.clone());
@@ -281,13 +314,16 @@ pub fn plan(
                 }
             }
         }
-        let key = old.map_or(uri, |b| b.contact.clone());
+        let key = match old {
+            Some(b) => b.contact.clone(),
+            None => String::from_utf8_lossy(c.uri).into_owned(),
+        };
         if old.is_none() {
             count += 1;
         }
         update.put.retain(|p: &Binding| p.contact != key);
         update.put.push(Binding {
-            aor: aor.clone(),
+            aor: aor.to_owned(),
             contact: key,
             node: origin.node.to_owned(),
             core: origin.core,
@@ -314,28 +350,68 @@ pub fn plan(
 /// The 200 OK's header lines: every live binding with its remaining
 /// expiry (and q when not 1), the Path when the UA supports it, Date.
 pub fn ok_headers(bindings: &[&Binding], r: &RegisterReq<'_>, wall_ms: i64) -> Vec<u8> {
-    let mut out = String::with_capacity(64 + 96 * bindings.len());
+    let mut out = Vec::new();
+    write_ok_headers(
+        &mut out,
+        bindings,
+        &r.path_lines(),
+        wall_ms,
+        &http_date(wall_ms),
+    );
+    out
+}
+
+/// [`ok_headers`] into `out`, from the Path lines
+/// ([`RegisterReq::path_lines`]) and the Date ([`http_date`]) already
+/// written, so that the registrar keeps neither the request nor the
+/// formatting machinery around for the answer.
+pub fn write_ok_headers(
+    out: &mut Vec<u8>,
+    bindings: &[&Binding],
+    path_lines: &[u8],
+    wall_ms: i64,
+    date: &str,
+) {
+    out.reserve(64 + 96 * bindings.len() + path_lines.len());
     for b in bindings {
         let left = ((b.expires_at_ms - wall_ms).max(0) + 999) / 1000;
-        let _ = write!(out, "Contact: <{}>;expires={left}", b.contact);
+        out.extend_from_slice(b"Contact: <");
+        out.extend_from_slice(b.contact.as_bytes());
+        out.extend_from_slice(b">;expires=");
+        push_decimal(out, left as u64);
         if b.q_milli != 1000 {
             let _ = write!(out, ";q={}.{:03}", b.q_milli / 1000, b.q_milli % 1000);
         }
         if let Some(i) = &b.instance {
-            let _ = write!(out, ";+sip.instance=\"{i}\"");
+            out.extend_from_slice(b";+sip.instance=\"");
+            out.extend_from_slice(i.as_bytes());
+            out.push(b'"');
         }
         if let Some(reg) = b.reg_id {
-            let _ = write!(out, ";reg-id={reg}");
+            out.extend_from_slice(b";reg-id=");
+            push_decimal(out, u64::from(reg));
         }
-        out.push_str("\r\n");
+        out.extend_from_slice(b"\r\n");
     }
-    if r.path_supported {
-        for p in &r.path {
-            let _ = write!(out, "Path: {}\r\n", String::from_utf8_lossy(p));
+    out.extend_from_slice(path_lines);
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal.
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    let _ = writeln!(out, "Date: {}\r", http_date(wall_ms));
-    out.into_bytes()
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// An RFC 1123 date (`Sun, 06 Nov 1994 08:49:37 GMT`), the form SIP's Date
