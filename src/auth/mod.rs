@@ -303,9 +303,10 @@ pub fn credentials_for<'a>(
             }
             continue;
         };
-        let Some(d) = auth.digest() else {
+        if !auth.is_digest() {
             continue;
-        };
+        }
+        let d = digest_params(&auth);
         match d.realm {
             Some(r) if r.eq_ignore_ascii_case(realm) => found = found.or(Some(d)),
             Some(_) => {}
@@ -313,6 +314,36 @@ pub fn credentials_for<'a>(
         }
     }
     Ok(found)
+}
+
+/// The Digest parameters of credentials (`Auth::digest` without its
+/// search through every known name for each parameter: names are told
+/// apart by length first). The first of a repeated parameter counts.
+fn digest_params<'a>(auth: &sipring_parser::Auth<'a>) -> Digest<'a> {
+    let mut d = Digest::default();
+    for p in auth.params() {
+        let n = p.name;
+        let slot = match n.len() {
+            2 if n.eq_ignore_ascii_case(b"nc") => &mut d.nc,
+            3 if n.eq_ignore_ascii_case(b"uri") => &mut d.uri,
+            3 if n.eq_ignore_ascii_case(b"qop") => &mut d.qop,
+            5 if n.eq_ignore_ascii_case(b"realm") => &mut d.realm,
+            5 if n.eq_ignore_ascii_case(b"nonce") => &mut d.nonce,
+            5 if n.eq_ignore_ascii_case(b"stale") => &mut d.stale,
+            6 if n.eq_ignore_ascii_case(b"cnonce") => &mut d.cnonce,
+            6 if n.eq_ignore_ascii_case(b"opaque") => &mut d.opaque,
+            6 if n.eq_ignore_ascii_case(b"domain") => &mut d.domain,
+            8 if n.eq_ignore_ascii_case(b"username") => &mut d.username,
+            8 if n.eq_ignore_ascii_case(b"response") => &mut d.response,
+            8 if n.eq_ignore_ascii_case(b"userhash") => &mut d.userhash,
+            9 if n.eq_ignore_ascii_case(b"algorithm") => &mut d.algorithm,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(p.value);
+        }
+    }
+    d
 }
 
 fn starts_with_digest(v: &[u8]) -> bool {
@@ -386,6 +417,20 @@ mod tests {
         let m = Message::parse(&bytes).unwrap();
         let d = credentials_for(&m, false, b"example.com").unwrap().unwrap();
         a.check(now, b"REGISTER", &d, u, "192.0.2.1".parse().unwrap())
+    }
+
+    #[test]
+    fn digest_params_agree_with_the_parser() {
+        for v in [
+            &b"Digest username=\"alice\", realm=\"example.com\", nonce=\"n\", uri=\"sip:x\", \
+               response=\"r\", algorithm=MD5, cnonce=\"c\", opaque=\"o\", qop=auth, nc=00000001, \
+               stale=false, domain=\"d\", userhash=false"[..],
+            b"Digest USERNAME=\"a\", Realm=x, realm=y, foo=bar, NC=00000002",
+            b"Digest realm=\"r\"",
+        ] {
+            let auth = sipring_parser::Auth::parse(v).unwrap();
+            assert_eq!(Some(digest_params(&auth)), auth.digest(), "{v:?}");
+        }
     }
 
     #[test]

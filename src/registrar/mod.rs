@@ -789,10 +789,16 @@ impl Services for Registrar {
         if self.jobs.len() >= self.cfg.max_pending {
             return self.unavailable();
         }
+        // A write is answered from what the step kept (no decision again):
+        // only a request that waits for a read keeps its bytes.
+        let bytes = match step {
+            Step::Need(_) => req.message.as_bytes().to_vec(),
+            _ => Vec::new(),
+        };
         self.jobs.insert(
             call,
             Job {
-                bytes: req.message.as_bytes().to_vec(),
+                bytes,
                 meta,
                 rounds: 0,
                 stale_ok: false,
