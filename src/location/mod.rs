@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,8 +62,9 @@ pub struct Location {
     ttl: Option<Duration>,
     capacity: usize,
     wall_base_ms: i64,
-    users: HashMap<String, Entry<Option<User>>>,
-    phones: HashMap<String, Entry<Option<User>>>,
+    /// Shared (`Rc`): a look-up hands out the user without copying it.
+    users: HashMap<String, Entry<Option<Rc<User>>>>,
+    phones: HashMap<String, Entry<Option<Rc<User>>>>,
     bindings: HashMap<String, BindingEntry>,
     wheel: TimerWheel<String>,
 }
@@ -110,10 +112,10 @@ impl Location {
 
     /// The user with this AOR, if the cache knows it; with `stale`, what
     /// it last knew even if outdated (the store is failing).
-    pub fn user(&self, aor: &str, now: Instant, stale: bool) -> Lookup<Option<&User>> {
+    pub fn user(&self, aor: &str, now: Instant, stale: bool) -> Lookup<Option<Rc<User>>> {
         match self.users.get(aor) {
             Some(e) if stale || (e.epoch == self.epochs.users() && self.young(e.at, now)) => {
-                Lookup::Hit(e.value.as_ref())
+                Lookup::Hit(e.value.clone())
             }
             _ => Lookup::Miss,
         }
@@ -121,10 +123,15 @@ impl Location {
 
     /// The user with this phone alias, if the cache knows it (`stale`: as
     /// for [`Location::user`]).
-    pub fn user_by_phone(&self, phone: &str, now: Instant, stale: bool) -> Lookup<Option<&User>> {
+    pub fn user_by_phone(
+        &self,
+        phone: &str,
+        now: Instant,
+        stale: bool,
+    ) -> Lookup<Option<Rc<User>>> {
         match self.phones.get(phone) {
             Some(e) if stale || (e.epoch == self.epochs.users() && self.young(e.at, now)) => {
-                Lookup::Hit(e.value.as_ref())
+                Lookup::Hit(e.value.clone())
             }
             _ => Lookup::Miss,
         }
@@ -137,7 +144,7 @@ impl Location {
             self.users.clear();
         }
         let e = Entry {
-            value: user,
+            value: user.map(Rc::new),
             epoch,
             at: now,
         };
@@ -150,7 +157,7 @@ impl Location {
             self.phones.clear();
         }
         let e = Entry {
-            value: user,
+            value: user.map(Rc::new),
             epoch,
             at: now,
         };

@@ -389,7 +389,7 @@ impl Registrar {
                     let aor = aor_of(user, u.host.raw);
                     let caller = match self.loc.user(&aor, now, self.stale_ok) {
                         Lookup::Miss => return Step::Need(FetchKey::User(aor)),
-                        Lookup::Hit(c) => c.cloned(),
+                        Lookup::Hit(c) => c,
                     };
                     if let Some(caller) = caller {
                         match self.authenticate(now, m, method, &caller, user, ip, true) {
@@ -542,7 +542,7 @@ impl Registrar {
         };
         let user = match self.loc.user(r.aor(), now, self.stale_ok) {
             Lookup::Miss => return Step::Need(FetchKey::User(r.aor)),
-            Lookup::Hit(u) => u.cloned(),
+            Lookup::Hit(u) => u,
         };
         if !ours {
             ours = user.is_some()
