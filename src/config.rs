@@ -311,12 +311,37 @@ pub struct StoreConfig {
     /// `"embedded"` (in `server.data_dir`) or
     /// `"cassandra://host1,host2[:port]/keyspace[?k=v...]"` (over `[cassandra]`).
     pub url: String,
+    /// Embedded store: `"os"` (a write is answered once in the
+    /// write-ahead log: survives a killed process) or `"disk"` (also
+    /// fsynced: survives a power loss).
+    pub sync: crate::store::embedded::SyncMode,
+    /// Embedded store: how often the database file is made durable and
+    /// the write-ahead log emptied, milliseconds.
+    pub checkpoint_ms: u64,
+    /// Embedded store: how long a write waits for others to share its
+    /// transaction, microseconds.
+    pub group_window_us: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let e = crate::store::embedded::EmbeddedOptions::default();
         StoreConfig {
             url: "embedded".to_string(),
+            sync: e.sync,
+            checkpoint_ms: e.checkpoint_every.as_millis() as u64,
+            group_window_us: e.group_window.as_micros() as u64,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The embedded store's options from this section.
+    pub fn embedded_options(&self) -> crate::store::embedded::EmbeddedOptions {
+        crate::store::embedded::EmbeddedOptions {
+            sync: self.sync,
+            checkpoint_every: std::time::Duration::from_millis(self.checkpoint_ms.max(1)),
+            group_window: std::time::Duration::from_micros(self.group_window_us),
         }
     }
 }

@@ -162,13 +162,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
 /// The embedded store in `server.data_dir`.
 fn open_embedded(config: &Config) -> Result<EmbeddedStore, String> {
     let dir = &config.server.data_dir;
-    let store = EmbeddedStore::open(dir).map_err(|e| match e {
-        OpenError::Locked(p) => format!(
-            "{}: another sipring serve holds this store (--data-dir picks another)",
-            p.display()
-        ),
-        e => e.to_string(),
-    })?;
+    let store =
+        EmbeddedStore::open_with(dir, config.store.embedded_options()).map_err(|e| match e {
+            OpenError::Locked(p) => format!(
+                "{}: another sipring serve holds this store (--data-dir picks another)",
+                p.display()
+            ),
+            e => e.to_string(),
+        })?;
     tracing::info!(file = %store.path().display(), "embedded store ready");
     Ok(store)
 }

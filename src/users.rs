@@ -128,11 +128,13 @@ fn open_for_users(
     use crate::store::StoreSelection;
     use crate::store::embedded::{EmbeddedStore, OpenError};
     match config.store_selection().map_err(|e| e.to_string())? {
-        StoreSelection::Embedded(dir) => match EmbeddedStore::open(&dir) {
-            Ok(s) => Ok((UserStore::Direct(Arc::new(s.clone())), Some(s))),
-            Err(OpenError::Locked(_)) => Ok((UserStore::Server(dir.join(ADMIN_SOCKET)), None)),
-            Err(e) => Err(e.to_string()),
-        },
+        StoreSelection::Embedded(dir) => {
+            match EmbeddedStore::open_with(&dir, config.store.embedded_options()) {
+                Ok(s) => Ok((UserStore::Direct(Arc::new(s.clone())), Some(s))),
+                Err(OpenError::Locked(_)) => Ok((UserStore::Server(dir.join(ADMIN_SOCKET)), None)),
+                Err(e) => Err(e.to_string()),
+            }
+        }
         StoreSelection::Cassandra(c) => {
             let s =
                 crate::store::cassandra::CassandraStore::connect(c).map_err(|e| e.to_string())?;

@@ -6,14 +6,16 @@
 //! `Overloaded`, never blocks the caller) and are answered through
 //! [`Pending`] futures.
 //!
-//! Crash safety: a write is answered only after the transaction holding it
-//! committed with redb's `Durability::Immediate` (fsync), so after `kill -9`
-//! every acknowledged user and registration is in the file. Group commit:
-//! the thread takes every request already queued (up to [`MAX_BATCH`]) and
-//! runs them in order in one transaction: one fsync for the whole batch,
-//! which is what lets thousands of registrations per second each wait for
-//! a durable commit. Reads in a batch with writes see the writes before
-//! them; a batch of reads alone takes a read transaction (no commit).
+//! Crash safety: a write is answered only after the row changes of the
+//! transaction holding it are in the write-ahead log ([`wal`]), so after
+//! `kill -9` every acknowledged user and registration is found again (with
+//! [`SyncMode::Disk`], after a power loss too). The database itself is made
+//! durable by a checkpoint (a redb commit with fsync) every
+//! [`EmbeddedOptions::checkpoint_every`], which empties the log. Group
+//! commit: the thread takes every request already queued (up to
+//! [`MAX_BATCH`]) and runs them in order in one transaction and one log
+//! record. Reads in a batch with writes see the writes before them; a batch
+//! of reads alone takes a read transaction (no commit).
 //!
 //! Expiry: bindings are also indexed by expiry time, so expired ones are
 //! found with one range read from the start of the index (never a scan of
@@ -24,6 +26,7 @@
 //! serve` runs ([`OpenError::Locked`]).
 
 mod codec;
+pub mod wal;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
+use wal::Table;
 
 use super::{
     Answer, Binding, BindingSet, BindingUpdate, DialogMutation, DialogPartition, DialogRecord,
@@ -47,6 +51,43 @@ pub const SWEEP_LIMIT: usize = 4096;
 const QUEUE: usize = 65_536;
 /// How often expired bindings are removed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A log longer than this is checkpointed at once.
+const WAL_MAX: u64 = 64 << 20;
+
+/// When an acknowledged write is safe, besides a killed process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// The log is written before answering and left to the kernel: a
+    /// killed or crashed sipring loses nothing it acknowledged; a power
+    /// loss or kernel crash may lose the writes since the last checkpoint.
+    #[default]
+    Os,
+    /// The log is also fsynced before answering (one fsync per group
+    /// commit): a power loss loses nothing acknowledged.
+    Disk,
+}
+
+/// How the embedded store makes writes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// See [`SyncMode`].
+    pub sync: SyncMode,
+    /// How often the database is made durable on disk and the log emptied.
+    pub checkpoint_every: Duration,
+    /// How long a write waits for others to join its transaction.
+    pub group_window: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            sync: SyncMode::Os,
+            checkpoint_every: Duration::from_secs(1),
+            group_window: Duration::from_millis(2),
+        }
+    }
+}
 
 type Bytes = &'static [u8];
 const USERS: TableDefinition<&str, Bytes> = TableDefinition::new("users");
@@ -94,9 +135,15 @@ struct Inner {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating when absent) the store in `data_dir` and starts its
-    /// thread.
+    /// Opens (creating when absent) the store in `data_dir` with the
+    /// default [`EmbeddedOptions`] and starts its thread.
     pub fn open(data_dir: &Path) -> Result<EmbeddedStore, OpenError> {
+        EmbeddedStore::open_with(data_dir, EmbeddedOptions::default())
+    }
+
+    /// Opens (creating when absent) the store in `data_dir`, replays what a
+    /// crash left in its log, and starts its thread.
+    pub fn open_with(data_dir: &Path, opts: EmbeddedOptions) -> Result<EmbeddedStore, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|e| OpenError::Io(data_dir.to_owned(), e))?;
         let path = data_dir.join(FILE_NAME);
         let db = match Database::create(&path) {
@@ -119,11 +166,26 @@ impl EmbeddedStore {
             txn.commit().map_err(db_err)
         })();
         created.map_err(|e| OpenError::Database(path.clone(), e.to_string()))?;
+        let wal_path = data_dir.join(wal::FILE_NAME);
+        let (mut log, left) = wal::Wal::open(&wal_path, opts.sync == SyncMode::Disk)
+            .map_err(|e| OpenError::Io(wal_path.clone(), e))?;
+        if !left.is_empty() {
+            let n = recover(&db, &left)
+                .map_err(|e| OpenError::Database(wal_path.clone(), e.to_string()))?;
+            log.truncate()
+                .map_err(|e| OpenError::Io(wal_path.clone(), e))?;
+            tracing::info!(records = n, "embedded store: replayed the write-ahead log");
+        }
         let (tx, rx) = channel::bounded(QUEUE);
         let epochs = Arc::new(Epochs::default());
         let worker = Worker {
             db,
             epochs: epochs.clone(),
+            log,
+            changes: wal::Batch::default(),
+            checkpoint_every: opts.checkpoint_every,
+            group_window: opts.group_window,
+            unsynced_sweep: false,
         };
         let thread = std::thread::Builder::new()
             .name("sipring-store".into())
@@ -291,24 +353,44 @@ fn answer_after<T: 'static>(a: Answer<T>, r: Res<T>) -> Done {
 struct Worker {
     db: Database,
     epochs: Arc<Epochs>,
+    log: wal::Wal,
+    /// The row changes of the batch being applied.
+    changes: wal::Batch,
+    checkpoint_every: Duration,
+    group_window: Duration,
+    /// A sweep committed since the last checkpoint.
+    unsynced_sweep: bool,
 }
 
 impl Worker {
-    fn run(self, rx: Receiver<Op>) {
+    fn run(mut self, rx: Receiver<Op>) {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        let mut next_checkpoint = Instant::now() + self.checkpoint_every;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
-            let wait = next_sweep.saturating_duration_since(Instant::now());
+            let wait = next_sweep
+                .min(next_checkpoint)
+                .saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(op) => batch.push(op),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // A write waits up to `group_window` for others to share its
+            // commit: redb's cost is mostly per transaction.
+            let close = Instant::now() + self.group_window;
+            let mut writes = batch.iter().any(|op| !op.is_read());
             while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
+                let next = match rx.try_recv() {
+                    Ok(op) => op,
+                    Err(_) if writes => match rx.recv_deadline(close) {
+                        Ok(op) => op,
+                        Err(_) => break,
+                    },
                     Err(_) => break,
-                }
+                };
+                writes |= !next.is_read();
+                batch.push(next);
             }
             if !batch.is_empty() {
                 if batch.iter().all(Op::is_read) {
@@ -323,8 +405,39 @@ impl Worker {
                 }
                 next_sweep = Instant::now() + SWEEP_EVERY;
             }
+            if Instant::now() >= next_checkpoint || self.log.len() > WAL_MAX {
+                self.checkpoint();
+                next_checkpoint = Instant::now() + self.checkpoint_every;
+            }
         }
+        self.checkpoint();
         tracing::debug!("embedded store: thread stopped");
+    }
+
+    /// Makes every commit so far durable in the database file, then empties
+    /// the log. A failure leaves the log as it is (it still holds every
+    /// acknowledged write) for the next try.
+    fn checkpoint(&mut self) {
+        if self.log.is_empty() && !self.unsynced_sweep {
+            return;
+        }
+        let r = (|| -> Result<(), StoreError> {
+            let mut txn = self.db.begin_write().map_err(db_err)?;
+            txn.set_durability(Durability::Immediate);
+            txn.commit().map_err(db_err)
+        })();
+        match r {
+            Ok(()) => {
+                self.unsynced_sweep = false;
+                if let Err(e) = self.log.truncate() {
+                    tracing::warn!(
+                        "embedded store: emptying {}: {e}",
+                        self.log.path().display()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("embedded store: checkpoint failed: {e}"),
+        }
     }
 
     fn read_batch(&self, batch: &mut Vec<Op>) {
@@ -370,14 +483,19 @@ impl Worker {
         }
     }
 
-    fn write_batch(&self, batch: &mut Vec<Op>) {
+    fn write_batch(&mut self, batch: &mut Vec<Op>) {
         let mut done: Vec<Done> = Vec::with_capacity(batch.len());
         let mut ops = batch.drain(..);
+        self.changes.clear();
+        let changes = &mut self.changes;
+        let log = &mut self.log;
         let result = (|| -> Result<(), StoreError> {
             let mut txn = self.db.begin_write().map_err(db_err)?;
-            txn.set_durability(Durability::Immediate);
+            // Durable through the log; the checkpoint makes the file so.
+            txn.set_durability(Durability::None);
             {
                 let mut t = Tables {
+                    log: changes,
                     users: txn.open_table(USERS).map_err(db_err)?,
                     phones: txn.open_table(PHONES).map_err(db_err)?,
                     bindings: txn.open_table(BINDINGS).map_err(db_err)?,
@@ -392,6 +510,11 @@ impl Worker {
                     r?;
                 }
             }
+            // Logged before the commit, so that nothing the commit makes
+            // visible can be lost; a failed commit leaves a record of
+            // writes that were refused, which a replay then applies.
+            log.append(changes)
+                .map_err(|e| StoreError::Backend(format!("write-ahead log: {e}")))?;
             txn.commit().map_err(db_err)
         })();
         match result {
@@ -407,10 +530,10 @@ impl Worker {
     }
 
     /// Removes bindings expired at `now_ms`, oldest first, at most
-    /// `SWEEP_LIMIT`. Not fsynced: a sweep lost in a crash is redone.
-    fn sweep(&self, now_ms: i64) -> Result<usize, StoreError> {
+    /// `SWEEP_LIMIT`. Not logged: a sweep lost in a crash is redone.
+    fn sweep(&mut self, now_ms: i64) -> Result<usize, StoreError> {
         let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(Durability::Eventual);
+        txn.set_durability(Durability::None);
         let n = {
             let mut expiry = txn.open_table(EXPIRY).map_err(db_err)?;
             let mut bindings = txn.open_table(BINDINGS).map_err(db_err)?;
@@ -435,10 +558,52 @@ impl Worker {
             txn.abort().map_err(db_err)?;
         } else {
             txn.commit().map_err(db_err)?;
+            self.unsynced_sweep = true;
             tracing::debug!("embedded store: removed {n} expired bindings");
         }
         Ok(n)
     }
+}
+
+/// Applies the whole records of a log left by a crash to the database and
+/// makes the result durable; returns how many records it applied.
+fn recover(db: &Database, log: &[u8]) -> Result<usize, StoreError> {
+    let mut txn = db.begin_write().map_err(db_err)?;
+    txn.set_durability(Durability::Immediate);
+    let n = {
+        let mut users = txn.open_table(USERS).map_err(db_err)?;
+        let mut phones = txn.open_table(PHONES).map_err(db_err)?;
+        let mut bindings = txn.open_table(BINDINGS).map_err(db_err)?;
+        let mut expiry = txn.open_table(EXPIRY).map_err(db_err)?;
+        let mut proxies = txn.open_table(PROXIES).map_err(db_err)?;
+        let mut dialogs = txn.open_table(DIALOGS).map_err(db_err)?;
+        fn text(b: &[u8]) -> Result<&str, StoreError> {
+            std::str::from_utf8(b).map_err(|_| corrupt("write-ahead log"))
+        }
+        wal::replay(log, |c| -> Result<(), StoreError> {
+            match c {
+                wal::Change::Put(t, k, v) => match t {
+                    Table::Users => users.insert(text(k)?, v).map(drop),
+                    Table::Phones => phones.insert(text(k)?, text(v)?).map(drop),
+                    Table::Bindings => bindings.insert(k, v).map(drop),
+                    Table::Expiry => expiry.insert(k, ()).map(drop),
+                    Table::Proxies => proxies.insert(text(k)?, v).map(drop),
+                    Table::Dialogs => dialogs.insert(k, v).map(drop),
+                },
+                wal::Change::Remove(t, k) => match t {
+                    Table::Users => users.remove(text(k)?).map(drop),
+                    Table::Phones => phones.remove(text(k)?).map(drop),
+                    Table::Bindings => bindings.remove(k).map(drop),
+                    Table::Expiry => expiry.remove(k).map(drop),
+                    Table::Proxies => proxies.remove(text(k)?).map(drop),
+                    Table::Dialogs => dialogs.remove(k).map(drop),
+                },
+            }
+            .map_err(db_err)
+        })?
+    };
+    txn.commit().map_err(db_err)?;
+    Ok(n)
 }
 
 /// Answers a request that could not run.
@@ -461,6 +626,8 @@ fn fail(op: Op, e: &StoreError) {
 }
 
 struct Tables<'txn> {
+    /// Every row change, for the write-ahead log.
+    log: &'txn mut wal::Batch,
     users: redb::Table<'txn, &'static str, Bytes>,
     phones: redb::Table<'txn, &'static str, &'static str>,
     bindings: redb::Table<'txn, Bytes, Bytes>,
@@ -547,12 +714,9 @@ impl Tables<'_> {
                     }
                 }
             }
-            Op::PutProxy(p, a) => match self
-                .proxies
-                .insert(p.node_id.as_str(), &codec::proxy(&p)[..])
-            {
-                Err(e) => bail(a, db_err(e)),
-                Ok(_) => ok(a, ()),
+            Op::PutProxy(p, a) => match self.put_proxy(&p.node_id, &codec::proxy(&p)) {
+                Err(e) => bail(a, e),
+                Ok(()) => ok(a, ()),
             },
             Op::Heartbeat(node, at_ms, load, a) => match self.heartbeat(&node, at_ms, load) {
                 Err(e) => bail(a, e),
@@ -560,7 +724,10 @@ impl Tables<'_> {
             },
             Op::DeleteProxy(node, a) => match self.proxies.remove(node.as_str()) {
                 Err(e) => bail(a, db_err(e)),
-                Ok(_) => ok(a, ()),
+                Ok(_) => {
+                    self.log.remove(Table::Proxies, node.as_bytes());
+                    ok(a, ())
+                }
             },
             Op::WriteDialogs(muts, a) => match self.write_dialogs(&muts) {
                 Err(e) => bail(a, e),
@@ -578,10 +745,14 @@ impl Tables<'_> {
         if let Some(Ok(mut p)) = old {
             p.heartbeat_ms = at_ms;
             p.load = load;
-            self.proxies
-                .insert(node, &codec::proxy(&p)[..])
-                .map_err(db_err)?;
+            self.put_proxy(node, &codec::proxy(&p))?;
         }
+        Ok(())
+    }
+
+    fn put_proxy(&mut self, node: &str, v: &[u8]) -> Res<()> {
+        self.proxies.insert(node, v).map_err(db_err)?;
+        self.log.put(Table::Proxies, node.as_bytes(), v);
         Ok(())
     }
 
@@ -590,14 +761,14 @@ impl Tables<'_> {
             match m {
                 DialogMutation::Upsert(r) => {
                     let v = codec::dialog_value(r.updated_at_ms, &r.state);
-                    self.dialogs
-                        .insert(&codec::dialog_key(&r.key)[..], &v[..])
-                        .map_err(db_err)?;
+                    let k = codec::dialog_key(&r.key);
+                    self.dialogs.insert(&k[..], &v[..]).map_err(db_err)?;
+                    self.log.put(Table::Dialogs, &k, &v);
                 }
                 DialogMutation::Delete(k) => {
-                    self.dialogs
-                        .remove(&codec::dialog_key(k)[..])
-                        .map_err(db_err)?;
+                    let k = codec::dialog_key(k);
+                    self.dialogs.remove(&k[..]).map_err(db_err)?;
+                    self.log.remove(Table::Dialogs, &k);
                 }
             }
         }
@@ -614,13 +785,14 @@ impl Tables<'_> {
         if let Some(old) = old_phone.filter(|p| Some(p) != u.phone.as_ref()) {
             self.remove_phone(&old, &u.aor)?;
         }
-        self.users
-            .insert(u.aor.as_str(), &codec::user(u)[..])
-            .map_err(db_err)?;
+        let v = codec::user(u);
+        self.users.insert(u.aor.as_str(), &v[..]).map_err(db_err)?;
+        self.log.put(Table::Users, u.aor.as_bytes(), &v);
         if let Some(p) = &u.phone {
             self.phones
                 .insert(p.as_str(), u.aor.as_str())
                 .map_err(db_err)?;
+            self.log.put(Table::Phones, p.as_bytes(), u.aor.as_bytes());
         }
         Ok(())
     }
@@ -634,6 +806,7 @@ impl Tables<'_> {
             .is_some_and(|v| v.value() == aor);
         if mine {
             self.phones.remove(phone).map_err(db_err)?;
+            self.log.remove(Table::Phones, phone.as_bytes());
         }
         Ok(())
     }
@@ -647,6 +820,7 @@ impl Tables<'_> {
         let Some(old) = old else {
             return Ok(false);
         };
+        self.log.remove(Table::Users, aor.as_bytes());
         if let Some(p) = old.ok().and_then(|u| u.phone) {
             self.remove_phone(&p, aor)?;
         }
@@ -670,9 +844,11 @@ impl Tables<'_> {
         }
         for (k, v) in rows {
             self.bindings.remove(&k[..]).map_err(db_err)?;
+            self.log.remove(Table::Bindings, &k);
             if let Ok(b) = codec::binding_from(&k, &v) {
                 let ek = codec::expiry_key(b.expires_at_ms, &k);
                 self.expiry.remove(&ek[..]).map_err(db_err)?;
+                self.log.remove(Table::Expiry, &ek);
             }
         }
         Ok(())
@@ -684,9 +860,13 @@ impl Tables<'_> {
             .remove(key)
             .map_err(db_err)?
             .map(|v| codec::binding_from(key, v.value()));
-        if let Some(Ok(b)) = old {
-            let ek = codec::expiry_key(b.expires_at_ms, key);
-            self.expiry.remove(&ek[..]).map_err(db_err)?;
+        if let Some(old) = old {
+            self.log.remove(Table::Bindings, key);
+            if let Ok(b) = old {
+                let ek = codec::expiry_key(b.expires_at_ms, key);
+                self.expiry.remove(&ek[..]).map_err(db_err)?;
+                self.log.remove(Table::Expiry, &ek);
+            }
         }
         Ok(())
     }
@@ -701,11 +881,12 @@ impl Tables<'_> {
         for b in &u.put {
             let key = codec::binding_key(aor, &b.contact);
             self.remove_binding(&key)?;
-            self.bindings
-                .insert(&key[..], &codec::binding(b)[..])
-                .map_err(db_err)?;
+            let v = codec::binding(b);
+            self.bindings.insert(&key[..], &v[..]).map_err(db_err)?;
+            self.log.put(Table::Bindings, &key, &v);
             let ek = codec::expiry_key(b.expires_at_ms, &key);
             self.expiry.insert(&ek[..], ()).map_err(db_err)?;
+            self.log.put(Table::Expiry, &ek, &[]);
         }
         Ok(())
     }
@@ -858,9 +1039,16 @@ mod tests {
         store.close();
         // Reopen the file directly and sweep.
         let db = Database::create(dir.join(FILE_NAME)).unwrap();
-        let w = Worker {
+        let (log, left) = wal::Wal::open(&dir.join(wal::FILE_NAME), false).unwrap();
+        assert!(left.is_empty(), "a clean close empties the log");
+        let mut w = Worker {
             db,
             epochs: Arc::new(Epochs::default()),
+            log,
+            changes: wal::Batch::default(),
+            checkpoint_every: Duration::from_secs(1),
+            group_window: Duration::ZERO,
+            unsynced_sweep: false,
         };
         assert_eq!(w.sweep(now).unwrap(), 1);
         assert_eq!(w.sweep(now).unwrap(), 0);
