@@ -51,8 +51,8 @@ fn nines_label(y: &f64) -> String {
 
 /// The latency CDF of each target: the fraction of timed requests answered
 /// within x ms, on a "nines" scale (90 %, 99 %, 99.9 % ... evenly spaced) so
-/// the tail is visible. sipp's clock has 1 ms steps, so the curves are
-/// staircases.
+/// the tail is visible. sipp's clock steps once per kernel tick (4 ms at
+/// `CONFIG_HZ=250`), so the curves are staircases.
 pub fn latency_cdf(path: &Path, title: &str, series: &[(TargetKind, Hdr<u64>)]) -> Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -71,7 +71,7 @@ pub fn latency_cdf(path: &Path, title: &str, series: &[(TargetKind, Hdr<u64>)]) 
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("latency, ms (sipp response time, 1 ms resolution)")
+        .x_desc("latency, ms (sipp response time, one kernel tick resolution)")
         .y_desc("requests answered within x")
         .y_labels(MAX_NINES as usize + 1)
         .y_label_formatter(&nines_label)

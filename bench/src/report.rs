@@ -462,7 +462,8 @@ pub fn render_markdown(meta: &Meta, fixed: &[FixedRow], ramps: &[RampRow]) -> St
             s,
             "CPU = utime+stime of all the target's processes per successful call (median of \
              the runs, min–max in brackets); × = ratio of medians. Latency = sipp's response \
-             times (1 ms resolution) of all runs together.\n"
+             times of all runs together, in steps of one kernel tick (sipp reads \
+             CLOCK_MONOTONIC_COARSE: 4 ms at CONFIG_HZ=250; \"0\" is within one tick).\n"
         );
         let _ = writeln!(
             s,

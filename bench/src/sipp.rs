@@ -1,10 +1,12 @@
 //! sipp: the command lines the harness runs, and the parsers for what sipp
 //! writes (the `-trace_stat` CSV and the `-trace_rtt` CSV).
 //!
-//! sipp 3.6.1 (Debian's `sip-tester`) stamps response times with a 1 ms clock,
-//! so every `-trace_rtt` sample is a whole number of milliseconds: on loopback
-//! most requests complete within the same millisecond and read 0 ms. The
-//! percentiles are therefore exact to 1 ms and meaningful mostly in the tail.
+//! sipp 3.6.1 (Debian's `sip-tester`) stamps response times in whole
+//! milliseconds from `CLOCK_MONOTONIC_COARSE`, which advances once per kernel
+//! tick (4 ms on the dev machine, `CONFIG_HZ=250`): every `-trace_rtt` sample
+//! is a multiple of the tick, and on loopback most requests complete within
+//! one tick and read 0 ms. The percentiles are therefore exact only to the
+//! tick and meaningful mostly in the tail.
 //! The rtt file is written in batches of `-rtt_freq` samples and the last
 //! partial batch is lost at exit, so the harness uses a small batch.
 
