@@ -122,20 +122,23 @@ impl<'a> CSeq<'a> {
 /// Validates a Call-ID: `word [ "@" word ]`.
 pub(crate) fn call_id(s: &[u8]) -> PResult<&[u8]> {
     let s = scan::trim(s);
-    // One pass: word characters around at most one '@', neither side empty.
-    let mut at = None;
-    for (i, &c) in s.iter().enumerate() {
-        if c == b'@' && at.is_none() {
-            at = Some(i);
-        } else if !is_word(c) {
-            return Err(Pos::of(&s[i..]));
-        }
+    // Word characters around at most one '@', neither side empty: a run
+    // of words, then at most '@' and another run.
+    let a = scan::run(s, 0, is_word);
+    if a == s.len() {
+        return if s.is_empty() { Err(Pos::of(s)) } else { Ok(s) };
     }
-    match at {
-        Some(a) if a == 0 || a + 1 == s.len() => Err(Pos::of(s)),
-        None if s.is_empty() => Err(Pos::of(s)),
-        _ => Ok(s),
+    if s[a] != b'@' {
+        return Err(Pos::of(&s[a..]));
     }
+    let b = scan::run(s, a + 1, is_word);
+    if b < s.len() {
+        return Err(Pos::of(&s[b..]));
+    }
+    if a == 0 || a + 1 == s.len() {
+        return Err(Pos::of(s));
+    }
+    Ok(s)
 }
 
 /// A delta-seconds or count value: 1*DIGIT, saturating at u32::MAX when

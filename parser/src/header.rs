@@ -4,7 +4,11 @@
 //!
 //! Classification is a hash of (length, first, last byte) into a 128-slot
 //! table built at compile time, then one case-insensitive compare: a
-//! header costs a few cycles whatever its name.
+//! header costs a few cycles whatever its name. The index goes one step
+//! further (`known_at`): it finds the `:` in the line's first 24 bytes and
+//! compares those words against the known name, folding case only where
+//! the name has letters, so a match also proves the name is a token and
+//! the byte scan of the name is skipped.
 
 macro_rules! header_kinds {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal $(, $compact:literal)? ;)*) => {
@@ -257,6 +261,41 @@ impl HeaderKind {
         HeaderKind::Other
     }
 
+    /// The known name that starts the header line at `buf[p..]` when it
+    /// is followed directly by `:` within the line's first 24 bytes:
+    /// `(name length, kind)`. The name is compared per byte with case
+    /// folded only where the known name has a letter, so a match also
+    /// proves the name is a token. `None`: the caller scans the name.
+    #[inline]
+    pub(crate) fn known_at(buf: &[u8], p: usize) -> Option<(usize, HeaderKind)> {
+        let b: &[u8; 24] = buf.get(p..p + 24)?.try_into().ok()?;
+        let load = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        let w = [load(0), load(8), load(16)];
+        let n = first_colon(&w)?;
+        if n < 2 {
+            let c = b[0];
+            return (n == 1 && c.is_ascii_alphabetic())
+                .then(|| (1, COMPACT[c as usize]))
+                .filter(|&(_, k)| k != HeaderKind::Other);
+        }
+        let m = &MASKS[n];
+        for &k in &TABLE[hash_parts(n, b[0], b[n - 1])] {
+            if k == 0 {
+                break;
+            }
+            let k = (k - 1) as usize;
+            let f = &FOLDS[k];
+            if LOWER[k].len as usize == n
+                && (w[0] | f[0]) & m[0] == WORDS[k][0]
+                && (w[1] | f[1]) & m[1] == WORDS[k][1]
+                && (w[2] | f[2]) & m[2] == WORDS[k][2]
+            {
+                return Some((n, KINDS[k]));
+            }
+        }
+        None
+    }
+
     /// The bit of this kind in a [`u128`] set.
     #[inline]
     pub(crate) const fn bit(self) -> u128 {
@@ -361,6 +400,45 @@ const fn build_words() -> [[u64; 3]; KINDS.len()] {
     t
 }
 
+/// The index of the first `:` in three little-endian words (24 bytes).
+#[inline]
+fn first_colon(w: &[u64; 3]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const COLON: u64 = 0x3a3a_3a3a_3a3a_3a3a;
+    for (i, &x) in w.iter().enumerate() {
+        let y = x ^ COLON;
+        // The lowest set bit marks the first zero byte (borrows only
+        // propagate upwards, past it).
+        let z = y.wrapping_sub(LO) & !y & HI;
+        if z != 0 {
+            return Some(i * 8 + (z.trailing_zeros() / 8) as usize);
+        }
+    }
+    None
+}
+
+/// Per name, 0x20 at the bytes that are letters (folded by OR-ing it),
+/// 0 elsewhere (`-` must match exactly).
+static FOLDS: [[u64; 3]; KINDS.len()] = build_folds();
+
+const fn build_folds() -> [[u64; 3]; KINDS.len()] {
+    let mut t = [[0u64; 3]; KINDS.len()];
+    let lower = build_lower();
+    let mut k = 0;
+    while k < KINDS.len() {
+        let mut i = 0;
+        while i < 24 {
+            if lower[k].bytes[i].is_ascii_lowercase() {
+                t[k][i / 8] |= 0x20 << (8 * (i % 8));
+            }
+            i += 1;
+        }
+        k += 1;
+    }
+    t
+}
+
 /// For a name of n bytes, the masks keeping its bytes in three words.
 static MASKS: [[u64; 3]; 25] = build_masks();
 
@@ -387,8 +465,13 @@ const fn hash(name: &[u8]) -> usize {
     if n == 0 {
         return 0;
     }
-    let first = (name[0] | 0x20) as usize;
-    let last = (name[n - 1] | 0x20) as usize;
+    hash_parts(n, name[0], name[n - 1])
+}
+
+#[inline]
+const fn hash_parts(n: usize, first: u8, last: u8) -> usize {
+    let first = (first | 0x20) as usize;
+    let last = (last | 0x20) as usize;
     (n.wrapping_mul(31) ^ first.wrapping_mul(7) ^ last.wrapping_mul(3)) % SLOTS
 }
 
@@ -500,6 +583,32 @@ mod tests {
         assert_eq!(
             HeaderKind::from_name(b"MaX-fOrWaRdS"),
             HeaderKind::MaxForwards
+        );
+        // The index's fast path: a known name directly followed by ':'.
+        let line = |s: &str| format!("{s}: value with enough bytes after it\r\n").into_bytes();
+        assert_eq!(
+            HeaderKind::known_at(&line("cALL-iD"), 0),
+            Some((7, HeaderKind::CallId))
+        );
+        assert_eq!(
+            HeaderKind::known_at(&line("v"), 0),
+            Some((1, HeaderKind::Via))
+        );
+        assert_eq!(
+            HeaderKind::known_at(&line("Proxy-Authorization"), 0),
+            Some((19, HeaderKind::ProxyAuthorization))
+        );
+        // CR folds onto '-' under OR 0x20: the fast path must not take it.
+        for other in [
+            "Call\rID", "Via ", "X-Foo", "Vias", "g", "\u{e9}", "1", "Contac",
+        ] {
+            assert_eq!(HeaderKind::known_at(&line(other), 0), None, "{other:?}");
+        }
+        // Under 24 bytes left, or no ':' in them: the caller scans.
+        assert_eq!(HeaderKind::known_at(b"Via: x\r\n", 0), None);
+        assert_eq!(
+            HeaderKind::known_at(b"Session-Expires-And-More-Letters: 1\r\n", 0),
+            None
         );
         assert_eq!(
             HeaderKind::CallId.malformed_reason(),

@@ -3,8 +3,11 @@
 //!
 //! The index pass finds the start line and every header line (name span,
 //! value span, [`HeaderKind`], folded continuation lines kept inside the
-//! value span), the empty line and the body; it uses `memchr` for line
-//! ends and a table for header-name bytes. Typed views are parsed on
+//! value span), the empty line and the body. Per line: a known name
+//! directly followed by `:` is recognised from three 64-bit words
+//! ([`HeaderKind`]'s table, no byte loop), other names are scanned with
+//! the token table; the line end is found sixteen bytes at a time
+//! (`scan::find_lf`). Typed views are parsed on
 //! demand from the index (see the accessor methods). Nothing here
 //! allocates for messages with up to 32 headers.
 
@@ -982,28 +985,32 @@ fn index(m: &mut Message<'_>, mode: Mode) -> Result<Step, Error> {
             lints.insert(Lint::BareLf);
             break (p, p + 1);
         }
-        // name *(SP/HT) ':'
-        let ne = scan::run(buf, p, is_token);
-        let mut colon = ne;
-        while colon < buf.len() && matches!(buf[colon], b' ' | b'\t') {
-            colon += 1;
-        }
+        // name *(SP/HT) ':', a known name followed by ':' found at once.
+        let known = HeaderKind::known_at(buf, p);
+        let (ne, colon) = match known {
+            Some((n, _)) => (p + n, p + n),
+            None => {
+                let ne = scan::run(buf, p, is_token);
+                let mut colon = ne;
+                while colon < buf.len() && matches!(buf[colon], b' ' | b'\t') {
+                    colon += 1;
+                }
+                (ne, colon)
+            }
+        };
         // The line's end, following folds.
         let mut search = colon.min(buf.len());
         let eol = loop {
-            match memchr::memchr(b'\n', &buf[search..]) {
+            match scan::find_lf(buf, search) {
                 None => break None,
-                Some(i) => {
-                    let nl = search + i;
-                    match buf.get(nl + 1) {
-                        Some(b' ' | b'\t') => {
-                            lints.insert(Lint::Folded);
-                            search = nl + 1;
-                        }
-                        None if stream => return partial(start),
-                        _ => break Some(nl),
+                Some(nl) => match buf.get(nl + 1) {
+                    Some(b' ' | b'\t') => {
+                        lints.insert(Lint::Folded);
+                        search = nl + 1;
                     }
-                }
+                    None if stream => return partial(start),
+                    _ => break Some(nl),
+                },
             }
         };
         let (line_end, stop) = match eol {
@@ -1042,7 +1049,10 @@ fn index(m: &mut Message<'_>, mode: Mode) -> Result<Step, Error> {
         while ve > vs && scan::is_lws(buf[ve - 1]) {
             ve -= 1;
         }
-        let kind = HeaderKind::classify_in(buf, p, ne - p);
+        let kind = match known {
+            Some((_, kind)) => kind,
+            None => HeaderKind::classify_in(buf, p, ne - p),
+        };
         let bit = kind.bit();
         multi |= seen & bit;
         seen |= bit;

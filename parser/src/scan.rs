@@ -159,6 +159,35 @@ pub(crate) fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// The index of the first LF in `buf` at or after `from`, sixteen bytes
+/// at a time in two 64-bit words (SWAR). Header lines are short: this
+/// beats `memchr`'s dispatch and vector setup, paid once per line.
+#[inline]
+pub(crate) fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = 0x0a0a_0a0a_0a0a_0a0a;
+    // The lowest set bit marks the first zero byte of `y` (borrows only
+    // propagate upwards, past it).
+    let zeros = |y: u64| y.wrapping_sub(LO) & !y & HI;
+    let mut i = from;
+    while let Some(chunk) = buf.get(i..i + 16) {
+        let lo = u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default()) ^ LF;
+        let hi = u64::from_le_bytes(chunk[8..].try_into().unwrap_or_default()) ^ LF;
+        let (zl, zh) = (zeros(lo), zeros(hi));
+        if zl | zh != 0 {
+            return Some(if zl != 0 {
+                i + (zl.trailing_zeros() / 8) as usize
+            } else {
+                i + 8 + (zh.trailing_zeros() / 8) as usize
+            });
+        }
+        i += 16;
+    }
+    let tail = buf.get(i..)?;
+    tail.iter().position(|&b| b == b'\n').map(|k| i + k)
+}
+
 /// `s` without leading and trailing LWS.
 pub(crate) fn trim(s: &[u8]) -> &[u8] {
     let mut a = 0;
@@ -190,9 +219,19 @@ pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The end of the run of bytes from `i` that satisfy `f`.
+/// The end of the run of bytes from `i` that satisfy `f`. Eight bytes per
+/// step with one bounds check (about half the instructions per byte of a
+/// byte loop), then the tail.
 #[inline]
 pub(crate) fn run(s: &[u8], mut i: usize, f: impl Fn(u8) -> bool) -> usize {
+    while let Some(c) = s.get(i..i + 8) {
+        for (k, &b) in c.iter().enumerate() {
+            if !f(b) {
+                return i + k;
+            }
+        }
+        i += 8;
+    }
     while i < s.len() && f(s[i]) {
         i += 1;
     }
@@ -641,6 +680,32 @@ mod tests {
         assert!(each_param(b";a=\"x", |_| Ok(())).is_err());
         assert!(each_param(b" ; a = b ", |_| Ok(())).is_ok());
         assert!(each_param(b"x", |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn word_at_a_time_scans_match_byte_loops() {
+        // Every length and position around the 8- and 16-byte steps.
+        for len in 0..40 {
+            for at in 0..len {
+                let mut s = vec![b'a'; len];
+                s[at] = b'\n';
+                for from in 0..=len {
+                    let want = s[from..].iter().position(|&b| b == b'\n').map(|k| from + k);
+                    assert_eq!(find_lf(&s, from), want, "len {len} lf {at} from {from}");
+                    let want = from + s[from..].iter().take_while(|&&b| is_token(b)).count();
+                    assert_eq!(
+                        run(&s, from, is_token),
+                        want,
+                        "len {len} stop {at} from {from}"
+                    );
+                }
+            }
+            assert_eq!(find_lf(&vec![b'x'; len], 0), None);
+        }
+        // A borrow from a LF byte must not mark the byte above it (0x0b).
+        assert_eq!(find_lf(b"aaaaaa\n\x0bbbbbbbbbbbbbbbbbb", 0), Some(6));
+        assert_eq!(find_lf(b"aaaaaa\x0b\nbbbbbbbbbbbbbbbbbb", 0), Some(7));
+        assert_eq!(find_lf(b"abc", 9), None);
     }
 
     #[test]

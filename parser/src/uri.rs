@@ -48,6 +48,15 @@ impl<'a> Host<'a> {
                 kind: HostKind::Ipv6(ip),
             });
         }
+        // Dotted-decimal IPv4 first, in one pass (the common sent-by).
+        if s.first().is_some_and(u8::is_ascii_digit) {
+            if let Some(ip) = parse_ipv4(s) {
+                return Ok(Host {
+                    raw: s,
+                    kind: HostKind::Ipv4(ip),
+                });
+            }
+        }
         // One pass: host characters only, no empty label, and whether the
         // last label is numeric (then it must be an IPv4 address: a top
         // label starts with a letter).
@@ -101,15 +110,26 @@ impl<'a> Host<'a> {
 /// Dotted-decimal IPv4 (no leading `+`, at most three digits an octet).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 {
+    let (mut n, mut v, mut digits) = (0, 0u32, 0);
+    for &b in s {
+        if b.is_ascii_digit() {
+            v = v * 10 + u32::from(b - b'0');
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+        } else if b == b'.' && digits > 0 && n < 3 {
+            octets[n] = u8::try_from(v).ok()?;
+            (n, v, digits) = (n + 1, 0, 0);
+        } else {
             return None;
         }
-        *o = u8::try_from(scan::parse_u32(p)?).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    if n != 3 || digits == 0 {
+        return None;
+    }
+    octets[3] = u8::try_from(v).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Splits `host[:port]` with optional LWS around the colon (Via sent-by).
@@ -577,6 +597,20 @@ mod tests {
             (b"1.2.3.4.5", None),
             (b"01.2.3.0004", None),
             (b"example.123", None),
+            (b"1..2.3", None),
+            (b".1.2.3", None),
+            (b"1.2.3.", Some(HostKind::Domain)),
+            (b"1.2.3.4a", Some(HostKind::Domain)),
+            (b"1.2.3.4-", Some(HostKind::Domain)),
+            (b"9host.example", Some(HostKind::Domain)),
+            (
+                b"255.255.255.255",
+                Some(HostKind::Ipv4(Ipv4Addr::new(255, 255, 255, 255))),
+            ),
+            (
+                b"010.0.0.1",
+                Some(HostKind::Ipv4(Ipv4Addr::new(10, 0, 0, 1))),
+            ),
         ] {
             assert_eq!(Host::parse(host).ok().map(|h| h.kind), kind, "{host:?}");
         }
