@@ -144,9 +144,15 @@ fn to_line(out: &mut Vec<u8>, line: &[u8], has_tag: bool, code: u16, tag: &[u8])
 /// Where a bare `rport` parameter name ends in a via-parm.
 fn bare_rport_end(raw: &[u8]) -> Option<usize> {
     let mut from = 0;
-    while let Some(i) = memchr::memmem::find(&raw[from..], b"rport") {
+    // A search for 'r' then a compare: via-parms are short, and
+    // memmem::find would build a searcher per call.
+    while let Some(i) = memchr::memchr(b'r', &raw[from..]) {
         let at = from + i;
         let end = at + 5;
+        if !raw[at..].starts_with(b"rport") {
+            from = at + 1;
+            continue;
+        }
         let before = raw[..at].trim_ascii_end();
         let after = raw[end..].trim_ascii_start();
         if before.ends_with(b";") && !after.starts_with(b"=") {

@@ -178,12 +178,24 @@ impl<'a> Msg<'a> {
             .filter_map(|v| v.ok().map(|v| Via::from_parser(&v)))
     }
 
-    /// Whether any Via header value contains `needle` (a cheap filter
-    /// before parsing them).
-    pub(crate) fn vias_mention(&self, needle: &[u8]) -> bool {
-        self.pm
-            .values(HeaderKind::Via)
-            .any(|v| memchr::memmem::find(v, needle).is_some())
+    /// Whether any Via header value contains `needle` right after the
+    /// branch magic cookie (a cheap filter before parsing them: a search
+    /// for the cookie's first byte, where a substring search would build
+    /// a searcher per call).
+    pub(crate) fn vias_mention_branch(&self, needle: &[u8]) -> bool {
+        let cookie = sipring_parser::MAGIC_COOKIE;
+        self.pm.values(HeaderKind::Via).any(|v| {
+            let mut from = 0;
+            while let Some(i) = memchr::memchr(cookie[0], &v[from..]) {
+                let at = from + i;
+                let rest = &v[at..];
+                if rest.starts_with(cookie) && rest[cookie.len()..].starts_with(needle) {
+                    return true;
+                }
+                from = at + 1;
+            }
+            false
+        })
     }
 
     /// The top Via value.

@@ -120,7 +120,7 @@ impl Identity {
         let mut hex = [0u8; 16];
         hex_into(&mut hex, loop_hash);
         // Only a request that passed here before carries our loop hash.
-        if !m.vias_mention(&hex) {
+        if !m.vias_mention_branch(&hex) {
             return false;
         }
         m.vias().any(|v| {
