@@ -122,6 +122,8 @@ pub(crate) struct Msg<'a> {
     /// The top Via (the others are read on demand).
     top: Via<'a>,
     route_values: SmallVec<[&'a [u8]; 4]>,
+    /// The first Route value and its URI, read with the routing fields.
+    first_route: Option<(&'a [u8], &'a [u8])>,
     ruri: Option<Uri<'a>>,
     pub(crate) call_id: &'a [u8],
     pub(crate) cseq: u32,
@@ -211,6 +213,19 @@ impl<'a> Msg<'a> {
     /// Every Route value, in order.
     pub(crate) fn routes(&self) -> impl Iterator<Item = RouteValue<'a>> + '_ {
         self.route_values.iter().map(|&raw| RouteValue { raw })
+    }
+
+    /// The URI of Route value `v` (one of [`Msg::routes`], or any other
+    /// name-addr): the first Route's was read with the routing fields,
+    /// others are parsed.
+    pub(crate) fn route_uri<'v>(&self, v: &'v [u8]) -> Option<&'v [u8]>
+    where
+        'a: 'v,
+    {
+        match self.first_route {
+            Some((raw, uri)) if core::ptr::eq(raw, v) => Some(uri),
+            _ => name_addr_uri(v),
+        }
     }
 
     /// The option tags of every Proxy-Require header.
@@ -342,6 +357,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, Reject<'_>> {
         version_ok,
         top,
         route_values,
+        first_route: routing.route.map(|r| (r.raw, r.uri_raw)),
         ruri,
         call_id: routing.call_id,
         cseq: routing.cseq.number,
@@ -406,6 +422,13 @@ v=0\nTRAILING";
                 b"<sip:p3.example.com>"
             ]
         );
+        // The first Route's URI comes from the routing fields, the others
+        // are parsed; both give what a fresh parse gives.
+        assert!(core::ptr::eq(m.first_route.unwrap().0, routes[0]));
+        for r in &routes {
+            assert_eq!(m.route_uri(r), name_addr_uri(r));
+        }
+        assert_eq!(m.route_uri(routes[0]), Some(&b"sip:p1.example.com;lr"[..]));
         let tags: Vec<_> = m.proxy_require().collect();
         assert_eq!(tags, vec![&b"foo"[..], b"bar"]);
         let uri = m.request_uri().unwrap();

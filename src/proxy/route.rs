@@ -294,7 +294,7 @@ pub(crate) fn plan<'a, 'm: 'a>(
     // Request-URI; the real one is the last Route.
     if me.is_my_record_route(&ruri) {
         if let Some(last) = routes.pop() {
-            let inner = super::inbound::name_addr_uri(last).ok_or(bad_route)?;
+            let inner = m.route_uri(last).ok_or(bad_route)?;
             ruri = Uri::parse(inner).ok_or(bad_route)?;
             ruri_raw = inner;
             request_uri = Some(inner);
@@ -310,8 +310,7 @@ pub(crate) fn plan<'a, 'm: 'a>(
     }
     // §16.4: our own Route entry at the top is removed.
     if let Some(first) = routes.first() {
-        let uri =
-            Uri::parse(super::inbound::name_addr_uri(first).ok_or(bad_route)?).ok_or(bad_route)?;
+        let uri = Uri::parse(m.route_uri(first).ok_or(bad_route)?).ok_or(bad_route)?;
         if me.is_me(uri.host, uri.port) {
             routes.remove(0);
         }
@@ -319,7 +318,7 @@ pub(crate) fn plan<'a, 'm: 'a>(
     // §16.6 step 6: the next hop is a strict router.
     let mut append_route = None;
     if let Some(first) = routes.first() {
-        let inner = super::inbound::name_addr_uri(first).ok_or(bad_route)?;
+        let inner = m.route_uri(first).ok_or(bad_route)?;
         let uri = Uri::parse(inner).ok_or(bad_route)?;
         if uri.param(b"lr").is_none() {
             append_route = Some(ruri_raw);
@@ -338,7 +337,7 @@ pub(crate) fn plan<'a, 'm: 'a>(
         Some(hop) => hop,
         None => match routes.first() {
             Some(first) => {
-                let inner = super::inbound::name_addr_uri(first).ok_or(bad_route)?;
+                let inner = m.route_uri(first).ok_or(bad_route)?;
                 uri_hop(&Uri::parse(inner).ok_or(bad_route)?)?
             }
             None => {
@@ -369,7 +368,8 @@ pub(crate) fn routed_elsewhere(me: &Identity, m: &Msg<'_>) -> bool {
     let Some(first) = routes.next() else {
         return false;
     };
-    let mine = super::inbound::name_addr_uri(first.raw)
+    let mine = m
+        .route_uri(first.raw)
         .and_then(Uri::parse)
         .is_some_and(|u| me.is_me(u.host, u.port));
     !mine || routes.next().is_some()
@@ -393,7 +393,8 @@ pub(crate) fn plan_target<'a, 'm: 'a>(
     for (i, r) in m.routes().enumerate() {
         original += 1;
         if i == 0 {
-            let mine = super::inbound::name_addr_uri(r.raw)
+            let mine = m
+                .route_uri(r.raw)
                 .and_then(Uri::parse)
                 .is_some_and(|u| me.is_me(u.host, u.port));
             if mine {
@@ -405,7 +406,7 @@ pub(crate) fn plan_target<'a, 'm: 'a>(
     let next_hop = match (t.dest, routes.first()) {
         (Some(p), _) => NextHop::Addr(p.addr, Some(p.transport)),
         (None, Some(first)) => {
-            let inner = super::inbound::name_addr_uri(first).ok_or(bad)?;
+            let inner = m.route_uri(first).ok_or(bad)?;
             uri_hop(&Uri::parse(inner).ok_or(bad)?)?
         }
         (None, None) => uri_hop(&Uri::parse(&t.uri).ok_or(bad)?)?,

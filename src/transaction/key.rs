@@ -35,7 +35,7 @@ const CLIENT: u8 = 3;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxKey {
     hash: u64,
-    bytes: SmallVec<[u8; 96]>,
+    bytes: SmallVec<[u8; INLINE]>,
 }
 
 impl std::hash::Hash for TxKey {
@@ -49,31 +49,69 @@ fn method_class(method: &[u8]) -> &[u8] {
     if method == b"ACK" { b"INVITE" } else { method }
 }
 
-struct Builder(SmallVec<[u8; 96]>);
+/// Key bytes kept inline (the common sizes).
+const INLINE: usize = 96;
+
+/// Builds a key in a stack buffer of the inline size, spilling to a `Vec`
+/// only for long keys: SmallVec's `extend_from_slice` costs a reserve
+/// check and a call per field, about a third of a key's cost.
+struct Builder {
+    buf: [u8; INLINE],
+    len: usize,
+    /// The bytes once they outgrow `buf` (empty until then).
+    long: Vec<u8>,
+}
 
 impl Builder {
     fn new(kind: u8) -> Self {
-        let mut b = SmallVec::new();
-        b.push(kind);
-        Builder(b)
+        let mut buf = [0; INLINE];
+        buf[0] = kind;
+        Builder {
+            buf,
+            len: 1,
+            long: Vec::new(),
+        }
     }
 
+    /// Appends a length-prefixed field; returns the field's bytes.
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> &mut [u8] {
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes();
+        let start = self.len;
+        let (at, end) = (start + 4, start + 4 + bytes.len());
+        self.len = end;
+        if self.long.is_empty() && end <= INLINE {
+            self.buf[start..at].copy_from_slice(&len);
+            let out = &mut self.buf[at..end];
+            out.copy_from_slice(bytes);
+            return out;
+        }
+        if self.long.is_empty() {
+            self.long.extend_from_slice(&self.buf[..start]);
+        }
+        self.long.extend_from_slice(&len);
+        self.long.extend_from_slice(bytes);
+        &mut self.long[at..end]
+    }
+
+    #[inline]
     fn field(&mut self, bytes: &[u8]) -> &mut Self {
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend_from_slice(bytes);
+        self.put(bytes);
         self
     }
 
+    #[inline]
     fn lower(&mut self, bytes: &[u8]) -> &mut Self {
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend(bytes.iter().map(u8::to_ascii_lowercase));
+        self.put(bytes).make_ascii_lowercase();
         self
     }
 
     fn finish(&mut self) -> TxKey {
-        let bytes = std::mem::take(&mut self.0);
+        let bytes: SmallVec<[u8; INLINE]> = if self.long.is_empty() {
+            SmallVec::from_buf_and_len(self.buf, self.len)
+        } else {
+            SmallVec::from_vec(std::mem::take(&mut self.long))
+        };
         TxKey {
             hash: sipring_ring::key_id(&bytes),
             bytes,
@@ -248,6 +286,24 @@ mod tests {
         );
         assert_ne!(inv, tagged);
         assert_ne!(inv, TxKey::server(b"sip:b@h", b"f1", 1, b"INVITE", b"c"));
+    }
+
+    #[test]
+    fn long_keys_spill_and_compare_alike() {
+        let long = vec![b'b'; 200];
+        let a = TxKey::server(b"z9hG4bK1", b"HOST", 5060, b"INVITE", &long);
+        let b = TxKey::server(b"z9hG4bK1", b"host", 5060, b"ACK", &long);
+        assert!(a.spilled());
+        assert_eq!(a, b);
+        assert_eq!(a.hash64(), b.hash64());
+        // A key that ends exactly at the inline size stays inline.
+        let fit = vec![b'c'; INLINE - 1 - 4 - 8 - 4];
+        let k = TxKey::client(b"z9hG4bK1", &fit);
+        assert!(!k.spilled());
+        assert_eq!(k.bytes.len(), INLINE);
+        let over = vec![b'c'; fit.len() + 1];
+        assert!(TxKey::client(b"z9hG4bK1", &over).spilled());
+        assert_ne!(k, TxKey::client(b"z9hG4bK1", &over));
     }
 
     #[test]
