@@ -158,6 +158,10 @@ impl Harness {
     ) -> Result<Self> {
         fs::create_dir_all(out_dir.join("runs"))
             .with_context(|| format!("creating {}", out_dir.display()))?;
+        // Absolute: targets and sipp run in their own run directories, where
+        // a relative path (the users file, Kamailio's runtime dir) breaks.
+        let out_dir = fs::canonicalize(&out_dir)
+            .with_context(|| format!("resolving {}", out_dir.display()))?;
         Ok(Self {
             out_dir,
             bench_dir: crate::scenario::bench_dir(),
