@@ -584,6 +584,24 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_store_durability_settings() {
+        use crate::store::embedded::{EmbeddedOptions, SyncMode};
+        let d = Config::from_toml("", Path::new("t.toml")).unwrap();
+        assert_eq!(d.store.embedded_options(), EmbeddedOptions::default());
+        assert_eq!(d.store.embedded_options().sync, SyncMode::Os);
+        let c = Config::from_toml(
+            "[store]\nsync = \"disk\"\ncheckpoint_ms = 250\ngroup_window_us = 0",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let o = c.store.embedded_options();
+        assert_eq!(o.sync, SyncMode::Disk);
+        assert_eq!(o.checkpoint_every, std::time::Duration::from_millis(250));
+        assert_eq!(o.group_window, std::time::Duration::ZERO);
+        assert!(Config::from_toml("[store]\nsync = \"never\"", Path::new("t.toml")).is_err());
+    }
+
+    #[test]
     fn store_and_cassandra_sections_select_and_tune_the_backend() {
         let text = r#"
             [server]
