@@ -11,8 +11,11 @@
 
 mod cassandra_support;
 
+mod sipp_support;
+
+use sipp_support::{free_ports, sipp};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -39,44 +42,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn sipp() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("sipp"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("SIPRING_REQUIRE_SIPP").as_deref() != Ok("1"),
-            "sipp is required (SIPRING_REQUIRE_SIPP=1) but not installed"
-        );
-        eprintln!("SKIPPED: sipp is not installed (scripts/install-deps.sh installs it)");
-    }
-    found
-}
-
-/// `n` consecutive ports free for UDP and TCP on 127.0.0.1.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65_000 {
-            continue;
-        }
-        let ok = (0..n).all(|i| {
-            let a = SocketAddr::from(([127, 0, 0, 1], base + i));
-            UdpSocket::bind(a).is_ok() && TcpListener::bind(a).is_ok()
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no free ports");
 }
 
 /// A running `sipring serve --store cassandra://...` and what the test needs

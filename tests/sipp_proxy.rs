@@ -4,9 +4,12 @@
 //! sipp the tests skip, unless SIPRING_REQUIRE_SIPP=1 (scripts/test-all.sh)
 //! makes that a failure.
 
+mod sipp_support;
+
+use sipp_support::{free_ports, scenario, sipp};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -32,52 +35,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn sipp() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("sipp"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("SIPRING_REQUIRE_SIPP").as_deref() != Ok("1"),
-            "sipp is required (SIPRING_REQUIRE_SIPP=1) but not installed"
-        );
-        eprintln!("SKIPPED: sipp is not installed (scripts/install-deps.sh installs it)");
-    }
-    found
-}
-
-/// `n` consecutive ports free for UDP and TCP on 127.0.0.1.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65_000 {
-            continue;
-        }
-        let ok = (0..n).all(|i| {
-            let a = SocketAddr::from(([127, 0, 0, 1], base + i));
-            UdpSocket::bind(a).is_ok() && TcpListener::bind(a).is_ok()
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no free ports");
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 /// `sipring serve` on 127.0.0.1:`port` with `cores` cores (private ports

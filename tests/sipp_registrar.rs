@@ -7,9 +7,12 @@
 //! its guard drops; every run is bounded in time. Without sipp the test
 //! skips, unless SIPRING_REQUIRE_SIPP=1 (scripts/test-all.sh).
 
+mod sipp_support;
+
+use sipp_support::{free_ports, scenario, sipp};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::UdpSocket;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -22,52 +25,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn sipp() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("sipp"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("SIPRING_REQUIRE_SIPP").as_deref() != Ok("1"),
-            "sipp is required (SIPRING_REQUIRE_SIPP=1) but not installed"
-        );
-        eprintln!("SKIPPED: sipp is not installed (scripts/install-deps.sh installs it)");
-    }
-    found
-}
-
-/// `n` consecutive ports free for UDP and TCP on 127.0.0.1.
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65_000 {
-            continue;
-        }
-        let ok = (0..n).all(|i| {
-            let a = SocketAddr::from(([127, 0, 0, 1], base + i));
-            UdpSocket::bind(a).is_ok() && TcpListener::bind(a).is_ok()
-        });
-        if ok {
-            return base;
-        }
-    }
-    panic!("no free ports");
-}
-
-fn scenario(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
-        .join(name)
-        .display()
-        .to_string()
 }
 
 fn bin() -> &'static str {
