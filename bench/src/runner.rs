@@ -37,8 +37,24 @@ pub fn free_ports(n: usize) -> Result<Vec<u16>> {
     Ok(rest)
 }
 
+/// Ports this process has handed out. Once a choice returns, its probe
+/// sockets close, and the kernel may give the same port to the next
+/// `bind(0)` of a concurrent caller (tests run in parallel threads): a
+/// port is never handed out twice.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn handed_out() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u16>> {
+    HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn bind_both(port: u16) -> Option<(TcpListener, UdpSocket)> {
     let tcp = TcpListener::bind((LOCALHOST, port)).ok()?;
+    if handed_out().contains(&tcp.local_addr().ok()?.port()) {
+        return None;
+    }
     let udp = UdpSocket::bind((LOCALHOST, tcp.local_addr().ok()?.port())).ok()?;
     Some((tcp, udp))
 }
@@ -79,6 +95,9 @@ pub fn reserve_ports(block: usize, extra: usize) -> Result<(u16, Vec<u16>)> {
     if ports.len() < extra {
         bail!("could not find {extra} free loopback ports");
     }
+    let mut handed = handed_out();
+    handed.extend((0..block.max(1)).map(|q| first + q as u16));
+    handed.extend(ports.iter().copied());
     Ok((first, ports))
 }
 

@@ -42,9 +42,11 @@ fn start_relay(
 }
 
 fn udp_round_trip(runtime: &str) {
-    let p = free_ports(3).unwrap();
-    let uac = UdpSocket::bind(("127.0.0.1", p[1])).unwrap();
-    let uas = UdpSocket::bind(("127.0.0.1", p[2])).unwrap();
+    // The test's own sockets take their ports at once; only the relay's,
+    // bound by another process, is chosen ahead.
+    let p = free_ports(1).unwrap();
+    let uac = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
+    let uas = UdpSocket::bind(("127.0.0.1", 0)).unwrap();
     for s in [&uac, &uas] {
         s.set_read_timeout(Some(TIMEOUT)).unwrap();
     }
